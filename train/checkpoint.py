@@ -1,0 +1,103 @@
+"""Training checkpoints: safe to load, self-describing.
+
+A checkpoint is a ``torch.save``'d dict of plain types and tensors only, so it
+loads with ``torch.load(weights_only=True)`` (no code runs)::
+
+    {"format": "bnnhw.checkpoint", "version": 1,
+     "spec": {...},            # bnnhw.train.models spec (architecture + input quantisation)
+     "state_dict": {...},      # tensors of BNN(spec)
+     "dataset": {"name", "kind", "classes", "input_shape"},
+     "split": {...},           # bnnhw.train.data split info (seeded holdout/validation)
+     "meta": {"epoch", "best_val_accuracy", "history", "args", "torch", ...}}
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+
+import torch
+
+from ..errors import ModelFileError
+from .models import BNN, SpecError, validate_spec
+
+FORMAT = "bnnhw.checkpoint"
+VERSION = 1
+
+__all__ = ["save_checkpoint", "load_checkpoint", "model_from_checkpoint", "is_checkpoint"]
+
+
+def is_checkpoint(path: str) -> bool:
+    """True if ``path`` looks like a torch checkpoint (zip container), by content."""
+    try:
+        return zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
+def save_checkpoint(path: str, *, spec: dict, model: torch.nn.Module, dataset: dict,
+                    split: dict, meta: dict) -> None:
+    """Write atomically (temp file + rename): a crash never leaves half a checkpoint."""
+    obj = {"format": FORMAT, "version": VERSION, "spec": spec,
+           "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+           "dataset": dataset, "split": split, "meta": meta}
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", dir=d)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: str) -> dict:
+    """Load and validate a checkpoint without executing any code from it."""
+    if not os.path.exists(path):
+        raise ModelFileError(f"model file {path!r} does not exist",
+                             "train one with `bnnhw train ... -o model.pt`")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ModelFileError(f"{path!r} is not a safe bnnhw checkpoint: it asks to run code "
+                             f"or load objects other than tensors ({str(e).splitlines()[0]})",
+                             "only load checkpoints written by `bnnhw train`; "
+                             "this file was refused without running it") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise ModelFileError(f"{path!r} is not a readable checkpoint (truncated or corrupted: "
+                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__})",
+                             "re-run training or copy the file again") from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise ModelFileError(f"{path!r} is a torch file but not a bnnhw checkpoint",
+                             "train with `bnnhw train`, which writes spec and weights together")
+    if obj.get("version") != VERSION:
+        raise ModelFileError(f"{path!r} has checkpoint version {obj.get('version')}, "
+                             f"this bnnhw reads version {VERSION}", "re-train or upgrade bnnhw")
+    return obj
+
+
+def model_from_checkpoint(ck: dict, path: str = "checkpoint") -> BNN:
+    """Rebuild the torch model from a loaded checkpoint (eval mode)."""
+    try:
+        validate_spec(ck["spec"])
+        model = BNN(ck["spec"])
+    except (SpecError, KeyError, TypeError) as e:
+        raise ModelFileError(f"{path}: invalid architecture spec: {e}",
+                             "the checkpoint was not written by this bnnhw; re-train") from None
+    sd = ck.get("state_dict", {})
+    want = model.state_dict()
+    problems = [f"{k}: missing" for k in want if k not in sd]
+    problems += [f"{k}: unexpected" for k in sd if k not in want]
+    problems += [f"{k}: shape {tuple(sd[k].shape)} but spec needs {tuple(v.shape)}"
+                 for k, v in want.items() if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
+    if problems:
+        raise ModelFileError(f"{path}: weights do not match the architecture spec: "
+                             + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""),
+                             "the file was edited or corrupted; re-train or re-copy it")
+    model.load_state_dict(sd)
+    model.eval()
+    return model

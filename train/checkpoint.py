@@ -44,7 +44,7 @@ def save_checkpoint(path: str, *, spec: dict, model: torch.nn.Module, dataset: d
            "dataset": dataset, "split": split, "meta": meta}
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", dir=d)
+    fd, tmp = tempfile.mkstemp(prefix="tmp-bnnhw-", suffix=".pt", dir=d)
     os.close(fd)
     try:
         torch.save(obj, tmp)

@@ -141,6 +141,18 @@ def _all_reduce(t: torch.Tensor) -> torch.Tensor:
     return all_reduce(t)
 
 
+def global_mean(x: torch.Tensor, dims) -> tuple[torch.Tensor, int]:
+    """Mean of ``x`` over ``dims`` and the element count, over the global batch:
+    summed across ranks (differentiably) when torch.distributed is initialised,
+    so every rank sees the statistics a single process would on the whole batch."""
+    s = x.sum(dim=dims)
+    n = x.numel() // max(1, s.numel())
+    if _world_size() > 1:
+        red = _all_reduce(torch.cat([s.reshape(-1), torch.tensor([float(n)], dtype=x.dtype)]))
+        s, n = red[:-1].reshape(s.shape), int(red[-1].item())
+    return s / n, n
+
+
 def _bshape(x: torch.Tensor) -> tuple[int, ...]:
     return (1, -1) + (1,) * (x.dim() - 2)
 
@@ -164,26 +176,19 @@ class BatchNorm(nn.Module):
     def eval_scale(self) -> torch.Tensor:
         return self.weight / torch.sqrt(self.running_var + self.eps)
 
-    def batch_stats(self, x):
-        """Mean and biased variance over every dim but 1; across all ranks when
-        torch.distributed is initialised (synchronised BN, differentiable), and
-        updates the running averages (unbiased variance, like torch)."""
-        dims = [0] + list(range(2, x.dim()))
-        n = torch.tensor(float(x.numel() // x.shape[1]), dtype=x.dtype)
-        s1 = x.sum(dim=dims)
-        world = _world_size()
-        if world > 1:
-            s1 = _all_reduce(torch.cat([s1, n.view(1)]))
-            s1, n = s1[:-1], s1[-1].detach()
-        mean = s1 / n
-        s2 = ((x - mean.view(_bshape(x))) ** 2).sum(dim=dims)
-        if world > 1:
-            s2 = _all_reduce(s2)
-        var = s2 / n
+    def update_running(self, mean, var, n) -> None:
         with torch.no_grad():
-            self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean)
+            self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean.detach())
             self.running_var.mul_(1 - self.momentum).add_(
-                self.momentum * var * n / torch.clamp(n - 1, min=1))
+                self.momentum * var.detach() * n / max(n - 1, 1))
+
+    def batch_stats(self, x):
+        """Mean and biased variance over every dim but 1 (across all ranks under
+        torch.distributed: synchronised BN), and update the running averages."""
+        dims = [0] + list(range(2, x.dim()))
+        mean, n = global_mean(x, dims)
+        var, _ = global_mean((x - mean.view(_bshape(x))) ** 2, dims)
+        self.update_running(mean, var, n)
         return mean, var
 
     def forward(self, x):
@@ -216,14 +221,10 @@ class ShiftBatchNorm(BatchNorm):
             return super().forward(x)
         dims = [0] + list(range(2, x.dim()))
         s = _bshape(x)
-        mean = x.mean(dim=dims)
+        mean, n = global_mean(x, dims)
         c = x - mean.view(s)
-        var = (c * self._ap2_ste(c)).mean(dim=dims)
-        with torch.no_grad():
-            n = x.numel() // x.shape[1]
-            self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean)
-            self.running_var.mul_(1 - self.momentum).add_(
-                self.momentum * var * n / max(n - 1, 1))
+        var, _ = global_mean(c * self._ap2_ste(c), dims)
+        self.update_running(mean, var, n)
         inv = self._ap2_ste(1.0 / torch.sqrt(var + self.eps))
         return c * inv.view(s) * self._ap2_ste(self.weight).view(s) + self.bias.view(s)
 
@@ -246,13 +247,10 @@ class ScalarNorm(nn.Module):
 
     def forward(self, x):
         if self.training:
-            mean = x.mean()
-            var = x.var(unbiased=False)
-            with torch.no_grad():
-                n = x.numel()
-                self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean.detach())
-                self.running_var.mul_(1 - self.momentum).add_(
-                    self.momentum * var.detach() * n / max(n - 1, 1))
+            dims = list(range(x.dim()))
+            mean, n = global_mean(x, dims)
+            var, _ = global_mean((x - mean) ** 2, dims)
+            BatchNorm.update_running(self, mean, var, n)
             return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
         return (x - self.running_mean) * self.eval_scale() + self.bias
 

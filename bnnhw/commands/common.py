@@ -1,0 +1,63 @@
+"""Argument helpers shared by subcommands (datasets, models, threads)."""
+from __future__ import annotations
+
+import os
+import sys
+
+from ..errors import BnnhwError
+
+
+def add_dataset_args(p, *, required=True, split_default="test"):
+    p.add_argument("--dataset", required=required,
+                   help="digits, mnist, mnist5k, fashion-mnist, cifar10, svhn, or a path "
+                        "to an image folder / .npz")
+    p.add_argument("--split", choices=["train", "val", "test"], default=split_default,
+                   help=f"which split to use (default {split_default}; datasets without an "
+                        "official test split use the seeded holdout stored in the checkpoint)")
+    p.add_argument("--data-dir", default=None,
+                   help="dataset root (default $BNNHW_DATA or ~/.cache/bnnhw/data)")
+
+
+def add_threads_arg(p):
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch/numpy threads (default 1: two threads on a busy 2-core "
+                        "machine can be far slower than one)")
+
+
+def set_threads(n: int) -> None:
+    import torch
+    if n < 1:
+        raise BnnhwError(f"--threads must be at least 1, not {n}", "use --threads 1")
+    torch.set_num_threads(n)
+
+
+def log(msg: str) -> None:
+    """Human-readable progress goes to stderr; stdout is kept for results/--json."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+def check_output_path(path: str) -> str:
+    d = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise BnnhwError(f"output {path!r} is a directory", "give a file name, e.g. -o model.pt")
+    if not os.path.isdir(d):
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as e:
+            raise BnnhwError(f"cannot create output directory {d!r}: {e.strerror}",
+                             "choose a writable location for -o") from None
+    return path
+
+
+def dataset_split(ds_name: str, split: str, ck: dict | None, data_dir=None):
+    """Load (x, y) of ``split`` of a named dataset, using the checkpoint's split info
+    (the seeded holdout it was trained with) when the dataset is the one it was trained on."""
+    from ..train import data as D
+    ds = D.load_dataset(ds_name, root=data_dir)
+    info = None
+    if ck is not None and ck.get("dataset", {}).get("name") == ds.name:
+        info = ck.get("split")
+    if info is None:
+        info = D.make_split(ds)
+    x, y = D.select(ds, split, info)
+    return ds, x, y

@@ -28,12 +28,27 @@ VERSION = 1
 __all__ = ["save_checkpoint", "load_checkpoint", "model_from_checkpoint", "is_checkpoint"]
 
 
+def _first_zip_member(head: bytes) -> str | None:
+    """Name of the first member from a zip local file header (works on truncated files)."""
+    if len(head) < 30 or head[:4] != b"PK\x03\x04":
+        return None
+    n = int.from_bytes(head[26:28], "little")
+    return head[30:30 + n].decode("utf-8", "replace")
+
+
 def is_checkpoint(path: str) -> bool:
-    """True if ``path`` looks like a torch checkpoint (zip container), by content."""
+    """True if ``path`` is (or was meant to be: truncated files count) a torch checkpoint,
+    told by content: a torch zip archive (first member ``*/data.pkl`` or ``*/.format*``
+    or ``*/byteorder``) or a legacy pickle stream.  An IR file (``.npz``) is not."""
     try:
-        return zipfile.is_zipfile(path)
+        with open(path, "rb") as f:
+            head = f.read(512)
     except OSError:
         return False
+    first = _first_zip_member(head)
+    if first is not None:
+        return not first.endswith(".npy") and "/" in first
+    return head[:1] == b"\x80"  # a bare pickle stream (legacy torch.save)
 
 
 def save_checkpoint(path: str, *, spec: dict, model: torch.nn.Module, dataset: dict,

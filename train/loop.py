@@ -40,6 +40,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1
     augment: bool = False              # random crop (pad 4) + horizontal flip
+    precision: int = 32                # 64: float64 training (reproducible across process counts)
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -124,12 +125,22 @@ def train(spec: dict, data: dict, cfg: TrainConfig, *, output: str, dataset_info
     dist, rank, world = _dist()
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(max(1, cfg.threads))
+    old_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64 if cfg.precision == 64 else torch.float32)
+    try:
+        return _train(spec, data, cfg, output=output, dataset_info=dataset_info,
+                      split_info=split_info, log=log, rank=rank, world=world)
+    finally:
+        torch.set_default_dtype(old_dtype)
+
+
+def _train(spec, data, cfg, *, output, dataset_info, split_info, log, rank, world):
     model = BNN(spec)
     net = model
     if world > 1:
-        if cfg.batch_size % world:
-            raise BnnhwError(f"batch size {cfg.batch_size} is not divisible by the "
-                             f"{world} processes", f"use a multiple of {world}")
+        if cfg.batch_size < world:
+            raise BnnhwError(f"batch size {cfg.batch_size} is smaller than the {world} "
+                             "processes", f"use --batch-size of at least {world}")
         net = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
     opt = make_optimizer(cfg, net)
     loss_fn = make_loss(cfg.loss)
@@ -154,19 +165,21 @@ def train(spec: dict, data: dict, cfg: TrainConfig, *, output: str, dataset_info
         tot_loss, t_ep = 0.0, time.time()
         for s in _progress(range(steps), steps, f"epoch {epoch + 1}/{cfg.epochs}", show):
             idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            scale = 1.0
+            if world > 1 and len(idx) < world:
+                continue  # a last partial batch smaller than the process count is skipped
             if world > 1:
-                if len(idx) % world:
-                    idx = idx[:len(idx) - len(idx) % world]
-                    if len(idx) == 0:
-                        continue
-                share = len(idx) // world
-                idx = idx[rank * share:(rank + 1) * share]
+                # rank r takes its contiguous share; weighting each rank's mean loss by its
+                # share makes DDP's gradient average equal the global-batch mean exactly
+                shares = np.array_split(np.arange(len(idx)), world)
+                scale = len(shares[rank]) * world / len(idx)
+                idx = idx[shares[rank]]
             xb, yb = x_tr[idx], y_tr[idx]
             if cfg.augment:
                 xb = _augment(xb, gen)
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(net(xb), yb)
-            loss.backward()
+            (loss * scale).backward()
             opt.step()
             model.clip_weights_()
             tot_loss += float(loss.detach())
@@ -182,7 +195,7 @@ def train(spec: dict, data: dict, cfg: TrainConfig, *, output: str, dataset_info
             if improved:
                 meta = {"epoch": epoch + 1, "best_val_accuracy": None if not has_val else best,
                         "history": list(history), "config": asdict(cfg),
-                        "torch": torch.__version__, "python": platform.python_version(),
+                        "torch": str(torch.__version__), "python": platform.python_version(),
                         "world_size": world, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                       time.gmtime())}
                 save_checkpoint(output, spec=spec, model=model, dataset=dataset_info,

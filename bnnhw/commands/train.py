@@ -49,6 +49,9 @@ def add_arguments(p):
     p.add_argument("--test-fraction", type=float, default=0.1,
                    help="holdout used as the test split for datasets without one")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", type=int, choices=[32, 64], default=32,
+                   help="float precision of training (64 makes runs with different process "
+                        "counts agree to rounding; inference and export are unaffected)")
     add_threads_arg(p)
 
 
@@ -86,7 +89,7 @@ def run(args):
                       lr_final=args.lr_final, lr_schedule=args.lr_schedule,
                       lr_step_epochs=args.lr_step_epochs, optimizer=args.optimizer,
                       loss=args.loss, seed=args.seed, threads=args.threads, augment=augment,
-                      progress=not args.json)
+                      progress=not args.json, precision=args.precision)
     dataset_info = {"name": ds.name, "kind": ds.kind, "classes": list(ds.classes),
                     "input_shape": list(ds.input_shape)}
     log(f"training {args.arch} on {ds.name}: {len(y_tr)} train / {len(y_va)} val images, "

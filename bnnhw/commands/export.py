@@ -1,0 +1,76 @@
+"""``bnnhw export``: fold a training checkpoint into the integer network IR."""
+from __future__ import annotations
+
+import os
+
+from ..errors import BnnhwError, ModelFileError
+
+NAME = "export"
+HELP = ("fold a trained checkpoint (BatchNorm + sign -> integer thresholds) into the "
+        "bit-exact network IR file used by the golden model and the hardware")
+
+
+def add_arguments(p):
+    p.add_argument("--model", required=True, help="training checkpoint (.pt) from `bnnhw train`")
+    p.add_argument("-o", "--output", default=None,
+                   help="IR file to write (default: the model path with the suffix .bnn)")
+    p.add_argument("--self-check", type=int, default=64, metavar="N",
+                   help="compare golden and torch models on N random images after export "
+                        "(default 64; 0 to skip)")
+
+
+def run(args):
+    from ..export import export_checkpoint
+    from ..ir import Dense
+
+    model = args.model
+    out = args.output or (os.path.splitext(model)[0] + ".bnn")
+    if os.path.isdir(out):
+        raise BnnhwError(f"output {out!r} is a directory", "give a file name, e.g. -o model.bnn")
+    if os.path.exists(model) and os.path.exists(out) and os.path.samefile(model, out):
+        raise BnnhwError(f"output {out!r} is the input checkpoint", "choose another -o path")
+    if args.self_check < 0:
+        raise BnnhwError(f"--self-check must be >= 0, not {args.self_check}", "e.g. --self-check 64")
+    d = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(d):
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as e:
+            raise BnnhwError(f"cannot create output directory {d!r}: {e.strerror}",
+                             "choose a writable location for -o") from None
+    ir = export_checkpoint(model, self_check=args.self_check)
+    try:
+        ir.save(out)
+    except OSError as e:
+        raise ModelFileError(f"cannot write {out!r}: {e.strerror}",
+                             "choose a writable location for -o") from None
+    dense = ir.dense_layers
+    hidden = [l for l in dense if not l.is_output]
+    q = ir.input
+    res = {
+        "output": out,
+        "bytes": os.path.getsize(out),
+        "layers": len(ir.layers),
+        "weighted_layers": len(dense),
+        "num_classes": ir.num_classes,
+        "input": (f"1-bit (raw >= {q.threshold})" if q.bits == 1 else
+                  f"{q.bits}-bit {'signed' if q.signed else 'unsigned'}, offset {q.offset}"),
+        "scores": ir.output_layer.score_kind,
+        "inverted_channels": int(sum(int((l.direction < 0).sum()) for l in hidden)),
+        "constant_channels": int(sum(int((l.direction == 0).sum()) for l in hidden)),
+        "self_check": ir.provenance.get("self_check"),
+    }
+    if not getattr(args, "json", False):
+        for l in ir.layers:
+            if isinstance(l, Dense):
+                extra = (f"thresholds in [{int(l.thresholds.min())}, {int(l.thresholds.max())}]"
+                         if l.thresholds is not None else f"scores: {l.score_kind}")
+                print(f"  {l.name:10s} {l.kind:4s} MW={l.mw:<6d} MH={l.mh:<5d} "
+                      f"acc {l.domain} [{l.acc_min}, {l.acc_max}]  {extra}")
+            else:
+                n_and = int((l.pool_op == "and").sum())
+                print(f"  {l.name:10s} pool {l.kernel}x{l.kernel}  and-channels {n_and}")
+        print(f"wrote {out} ({res['bytes']} bytes, {res['layers']} layers, "
+              f"scores {res['scores']}, {res['inverted_channels']} inverted and "
+              f"{res['constant_channels']} constant channels)")
+    return res

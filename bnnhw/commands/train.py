@@ -1,6 +1,8 @@
 """``bnnhw train``: train a BNN and write a checkpoint."""
 from __future__ import annotations
 
+import sys
+
 from ..errors import BnnhwError
 from .common import add_threads_arg, check_output_path, log, set_threads
 
@@ -49,6 +51,8 @@ def add_arguments(p):
     p.add_argument("--test-fraction", type=float, default=0.1,
                    help="holdout used as the test split for datasets without one")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--subset", type=int, default=None,
+                   help="train on only the first N images of the training split (quick runs)")
     p.add_argument("--precision", type=int, choices=[32, 64], default=32,
                    help="float precision of training (64 makes runs with different process "
                         "counts agree to rounding; inference and export are unaffected)")
@@ -84,12 +88,17 @@ def run(args):
                          test_fraction=args.test_fraction)
     x_tr, y_tr = D.select(ds, "train", split)
     x_va, y_va = D.select(ds, "val", split)
+    if args.subset is not None:
+        if args.subset < 1:
+            raise BnnhwError(f"--subset must be at least 1, not {args.subset}", "e.g. --subset 5000")
+        x_tr, y_tr = x_tr[:args.subset], y_tr[:args.subset]
     augment = (ds.kind == "image_signed") if args.augment == "auto" else args.augment == "on"
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       lr_final=args.lr_final, lr_schedule=args.lr_schedule,
                       lr_step_epochs=args.lr_step_epochs, optimizer=args.optimizer,
                       loss=args.loss, seed=args.seed, threads=args.threads, augment=augment,
-                      progress=not args.json, precision=args.precision)
+                      progress=not args.json, precision=args.precision,
+                      extra={"argv": list(sys.argv[1:]), "subset": args.subset})
     dataset_info = {"name": ds.name, "kind": ds.kind, "classes": list(ds.classes),
                     "input_shape": list(ds.input_shape)}
     log(f"training {args.arch} on {ds.name}: {len(y_tr)} train / {len(y_va)} val images, "

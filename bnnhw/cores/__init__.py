@@ -7,5 +7,12 @@ for how IR layers map to chains of cores.
 from ._common import StreamCore, Schedule
 from . import registry
 from .mvau import MatrixVectorUnit, MVAU, FirstLayerMVAU
+from .maxpool import MaxPool
+from .swu import SlidingWindow
+from .fifo import StreamFIFO
+from .label_select import LabelSelect
+from .width import WidthConverter
 
-__all__ = ["StreamCore", "Schedule", "registry", "MatrixVectorUnit", "MVAU", "FirstLayerMVAU"]
+__all__ = ["StreamCore", "Schedule", "registry", "MatrixVectorUnit", "MVAU", "FirstLayerMVAU",
+           "MaxPool", "SlidingWindow", "StreamFIFO", "LabelSelect",
+           "WidthConverter"]

@@ -54,7 +54,7 @@ def run_stream(core, beats, n_out: int, *, in_stall: float = 0.0, out_stall: flo
         holding = hold_ready
         seen_valid = 0
         t0 = None
-        while len(res.outputs) < n_out:
+        while len(res.outputs) < n_out or idx < len(beats):
             if cycle >= max_cycles:
                 res.timed_out = True
                 break

@@ -52,7 +52,8 @@ def _first_mismatch(got, exp):
 
 def test_registry_is_populated():
     names = registry.names()
-    for required in ("mvau", "first_layer_mvau"):
+    for required in ("mvau", "first_layer_mvau", "swu", "maxpool", "fifo", "label_select",
+                     "width_converter"):
         assert required in names
     for e in registry.entries():
         assert issubclass(e.cls, StreamCore), e.name
@@ -80,11 +81,16 @@ def test_stall_free_golden_and_schedule(entry, params):
             assert getattr(core, key) == value, key
 
 
+STALLS = {"balanced": (0.3, 0.45), "starved": (0.7, 0.1), "backpressure": (0.05, 0.8)}
+
+
+@pytest.mark.parametrize("stalls", list(STALLS))
 @pytest.mark.parametrize("entry,params", CASES)
-def test_random_stalls_and_stream_rules(entry, params):
+def test_random_stalls_and_stream_rules(entry, params, stalls):
     core, frames, beats, expected = _workload(entry, params)
-    run = run_stream(core, beats, len(expected), in_stall=0.3, out_stall=0.45,
-                     seed=_seed(entry, params), hold_ready=True,
+    in_stall, out_stall = STALLS[stalls]
+    run = run_stream(core, beats, len(expected), in_stall=in_stall, out_stall=out_stall,
+                     seed=_seed(entry, params) + len(stalls), hold_ready=True,
                      hold_limit=4 * core.latency + 4 * core.throughput + 50)
     assert not run.timed_out, f"timed out after {run.cycles} cycles"
     assert run.violations == []

@@ -85,7 +85,7 @@ class MatrixVectorUnit(StreamCore):
     """
 
     def __init__(self, *, name, mw, mh, simd, pe, weights, thresholds,
-                 bits, signed_input, planes, binary, levels_per_stage):
+                 bits, signed_input, planes, binary, levels_per_stage, score="dot"):
         self.name = str(name)
         self.mw = check_positive_int(mw, "MW", self.name)
         self.mh = check_positive_int(mh, "MH", self.name)
@@ -137,6 +137,10 @@ class MatrixVectorUnit(StreamCore):
             # (always 1) or above acc_max (always 0).
             self.thresholds = np.clip(t.astype(np.int64), self.acc_min, self.acc_max + 1)
 
+        if score not in ("dot", "popcount"):
+            raise ValueError(f"layer {self.name}: score={score!r}; use 'dot' (2*popcount - MW) "
+                             f"or 'popcount'")
+        self.score = score if self.binary else "acc"
         if self.thresholds is None:
             if self.binary:
                 self.score_width = bits_for(mw) + 1          # [-MW, MW]
@@ -240,7 +244,7 @@ class MatrixVectorUnit(StreamCore):
         if self.binary:
             acc = golden_ops.xnor_popcount(x, self.weights)
             if self.thresholds is None:
-                return 2 * acc - self.mw
+                return 2 * acc - self.mw if self.score == "dot" else acc
         else:
             acc = golden_ops.first_layer_acc(x, self.weights, self.bits, self.signed_input)
             if self.thresholds is None:
@@ -417,7 +421,7 @@ class MatrixVectorUnit(StreamCore):
             sw = self.score_width
             for p in range(PE):
                 sc = Signal(signed(sw), name=f"score{p}")
-                if self.binary:
+                if self.binary and self.score == "dot":
                     m.d.comb += sc.eq((accs[p] << 1) - self.mw)
                 else:
                     m.d.comb += sc.eq(accs[p])
@@ -445,10 +449,12 @@ class _MVAUConformance(Conformance):
             (27, 10, 9, 5, True, 1),     # non-powers of two
             (27, 10, 27, 10, True, 3),   # non-power-of-two, fully parallel
             (27, 10, 3, 2, False, 2),    # scores (final layer)
+            (27, 10, 3, 2, "popcount", 2),  # popcount scores
             (12, 6, 3, 6, True, 2),      # NF = 1, SF > 1
             (6, 12, 6, 3, False, 1),     # SF = 1, NF > 1, scores
         ]:
-            c.append((f"mw{mw}_mh{mh}_simd{simd}_pe{pe}{'' if thr else '_scores'}_lps{lps}",
+            c.append((f"mw{mw}_mh{mh}_simd{simd}_pe{pe}"
+                      f"{'' if thr is True else '_' + (thr or 'dot') + '_scores'}_lps{lps}",
                       dict(mw=mw, mh=mh, simd=simd, pe=pe, thresholds=thr,
                            levels_per_stage=lps)))
         return c
@@ -456,8 +462,11 @@ class _MVAUConformance(Conformance):
     def build(self, params, rng):
         p = dict(params)
         mw, mh = p["mw"], p["mh"]
-        w = rng.integers(0, 2, (mh, mw)).astype(np.uint8)
-        t = rng.integers(-1, mw + 3, mh) if p.pop("thresholds", True) else None
+        w = rng.integers(0, 2, p.pop("weights_shape", (mh, mw))).astype(np.uint8)
+        thr = p.pop("thresholds", True)
+        t = rng.integers(-1, mw + 3, mh) if thr is True else None
+        if isinstance(thr, str):
+            p["score"] = thr
         return MVAU(name=p.pop("name", "fc_test"), weights=w, thresholds=t, **p)
 
     def frames(self, core, rng, n, edge=False):
@@ -480,6 +489,9 @@ class _MVAUConformance(Conformance):
             (dict(mw=16, mh=10, simd=4, pe=0, name="fcz"), "fcz"),
             (dict(mw=0, mh=10, simd=1, pe=1, name="fc0"), "fc0"),
             (dict(mw=16, mh=8, simd=4, pe=2, levels_per_stage=0, name="fcl"), "fcl"),
+            (dict(mw=16, mh=8, simd=4, pe=2, thresholds="max", name="fcs"), "fcs: score='max'"),
+            (dict(mw=16, mh=8, simd=4, pe=2, thresholds=True, weights_shape=(8, 15),
+                  name="fcw"), "fcw: weights have shape (8, 15)"),
         ]
 
     def synth_params(self):
@@ -505,8 +517,10 @@ class MVAU(MatrixVectorUnit):
     weights : (MH, MW) array of bits (1 = +1)
     thresholds : (MH,) ints in the popcount domain, or None
         Output bit ``p`` of neuron ``n`` is ``acc >= thresholds[n]``.  With
-        ``None`` the unit emits signed scores ``dot = 2*acc - MW`` of
-        ``score_width = bits_for(MW) + 1`` bits (final layer).
+        ``None`` the unit emits signed scores of ``score_width = bits_for(MW) + 1``
+        bits (final layer): ``dot = 2*acc - MW`` (``score="dot"``) or the
+        popcount ``acc`` itself (``score="popcount"``, the IR's
+        ``score_kind == "popcount"``); argmax is the same for both.
     levels_per_stage : int, default 2
         Adder-tree levels between pipeline registers (fewer: faster clock,
         more flip-flops, one more cycle of latency per extra stage).
@@ -520,10 +534,10 @@ class MVAU(MatrixVectorUnit):
     golden = staticmethod(golden_ops.xnor_popcount)
 
     def __init__(self, *, mw, mh, simd, pe, weights, thresholds=None, name="mvau",
-                 levels_per_stage=2):
+                 levels_per_stage=2, score="dot"):
         super().__init__(name=name, mw=mw, mh=mh, simd=simd, pe=pe, weights=weights,
                          thresholds=thresholds, bits=1, signed_input=False, planes=1,
-                         binary=True, levels_per_stage=levels_per_stage)
+                         binary=True, levels_per_stage=levels_per_stage, score=score)
 
 
 class _FirstLayerConformance(Conformance):

@@ -1,0 +1,309 @@
+"""Lowering: layer descriptions -> chains of registered cores.
+
+The network IR (``bnnhw.ir``) is young, so lowering is defined against a
+small description this module owns, :class:`LayerHW` (one layer plus its
+folding), and :func:`layer_hw_from_ir` adapts an IR layer object to it by
+attribute names (``kind``, ``in_shape``, ``weights``, ``thresholds``,
+``kernel``, ``stride``, ``padding``, ``pad_value``, ``input_bits``,
+``input_signed``, ``pool_op``, ``score_kind``).  When the IR changes, only
+that adapter changes.
+
+Rules
+-----
+* ``fc``: one MVAU (binary inputs) or FirstLayerMVAU (``input_bits > 1``).
+* ``conv``: SlidingWindow (SIMD ``gcd(SIMD, C)``) [+ WidthConverter up to
+  the MVAU's SIMD] + MVAU/FirstLayerMVAU over ``K*K*C`` inputs, one vector
+  per output pixel.
+* ``maxpool``: MaxPool.
+* ``label_select``: LabelSelect.
+* :func:`lower_network` joins the chains and inserts WidthConverters where
+  one core's output width differs from the next core's input width (through
+  the gcd when neither divides the other), and optionally a LabelSelect after
+  a score-emitting last layer.
+
+Cores are looked up in the registry by kind name, so a replacement core
+registered under the same name is picked up without touching this module.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import gcd
+
+import numpy as np
+from amaranth.hdl import Module, unsigned
+from amaranth.lib import wiring, stream
+from amaranth.lib.wiring import In, Out
+
+from . import registry
+from ._common import StreamCore
+
+__all__ = ["LayerHW", "Chain", "ChainTop", "lower", "lower_network", "layer_hw_from_ir"]
+
+KINDS = ("fc", "conv", "maxpool", "label_select")
+
+
+@dataclass
+class LayerHW:
+    """One layer and its folding, as the cores need it.
+
+    ``weights`` ``(MH, MW)`` bits in layout order (im2col columns for
+    convs); ``thresholds`` ``(MH,)`` in the acc domain, or ``None`` for a
+    score layer.  ``in_shape``: ``(H, W, C)`` for conv/maxpool, ``(MW,)`` for
+    fc.  ``input_bits``/``input_signed``: integer inputs of a first layer
+    (1 = binary).  ``simd``/``pe``: folding of the MVAU (``simd`` is the
+    channels-per-beat of a maxpool).  ``planes_per_cycle``: first-layer
+    bit-planes per cycle (default: all ``input_bits``).  ``score``: "dot" or
+    "popcount" for a binary score layer.  ``num_classes``/``score_width``:
+    label_select."""
+    name: str
+    kind: str
+    in_shape: tuple = ()
+    weights: np.ndarray | None = None
+    thresholds: np.ndarray | None = None
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+    pad_value: int = 0
+    input_bits: int = 1
+    input_signed: bool = False
+    pool_op: object = "or"
+    simd: int = 1
+    pe: int = 1
+    planes_per_cycle: int | None = None
+    score: str = "dot"
+    levels_per_stage: int = 2
+    swu_rows: int | None = None
+    num_classes: int | None = None
+    score_width: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Chain:
+    """Cores in stream order, with how many of each core's frames make one image."""
+    cores: list[StreamCore]
+    repeats: list[int]
+    layers: list[str]
+
+    def cycles_per_image(self) -> int:
+        """Steady-state cycles per image of the slowest core (ideal FIFOs)."""
+        return max(c.throughput * r for c, r in zip(self.cores, self.repeats))
+
+    def bottleneck(self) -> StreamCore:
+        return max(zip(self.cores, self.repeats), key=lambda cr: cr[0].throughput * cr[1])[0]
+
+    def __iter__(self):
+        return iter(self.cores)
+
+    def __len__(self):
+        return len(self.cores)
+
+
+class ChainTop(wiring.Component):
+    """The cores of a :class:`Chain` connected in order (optionally through FIFOs).
+
+    Ports ``i`` and ``o`` are the first core's input and the last core's
+    output.  ``fifo_depth``: a StreamFIFO of that depth between every two
+    cores (None: direct connections)."""
+
+    def __init__(self, chain: Chain, *, fifo_depth: int | None = None):
+        self.chain = chain
+        self.fifo_depth = fifo_depth
+        first, last = chain.cores[0], chain.cores[-1]
+        super().__init__({"i": In(stream.Signature(unsigned(first.i_width))),
+                          "o": Out(stream.Signature(unsigned(last.o_width)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        cores = self.chain.cores
+        for n, core in enumerate(cores):
+            m.submodules[f"c{n}_{core.name.replace('.', '_')}"] = core
+        wiring.connect(m, wiring.flipped(self.i), cores[0].i)
+        for n, (a, b) in enumerate(zip(cores, cores[1:])):
+            if self.fifo_depth:
+                f = registry.get("fifo")(name=f"fifo{n}", width=a.o_width, depth=self.fifo_depth)
+                m.submodules[f"fifo{n}"] = f
+                wiring.connect(m, a.o, f.i)
+                wiring.connect(m, f.o, b.i)
+            else:
+                wiring.connect(m, a.o, b.i)
+        wiring.connect(m, cores[-1].o, wiring.flipped(self.o))
+        return m
+
+
+def _mvau(layer: LayerHW, mw: int, name: str):
+    w = np.asarray(layer.weights)
+    common = dict(name=name, mw=mw, mh=w.shape[0], simd=layer.simd, pe=layer.pe, weights=w,
+                  thresholds=layer.thresholds, levels_per_stage=layer.levels_per_stage)
+    if layer.input_bits > 1:
+        return registry.get("first_layer_mvau")(
+            bits=layer.input_bits, signed=layer.input_signed,
+            planes_per_cycle=layer.planes_per_cycle or layer.input_bits, **common)
+    return registry.get("mvau")(score=layer.score, **common)
+
+
+def lower(layer: LayerHW) -> Chain:
+    """The chain of cores for one layer (``repeats`` relative to one image)."""
+    if layer.kind not in KINDS:
+        raise ValueError(f"layer {layer.name}: kind {layer.kind!r} has no lowering; "
+                         f"known kinds: {', '.join(KINDS)}")
+    if layer.kind == "fc":
+        if layer.weights is None:
+            raise ValueError(f"layer {layer.name}: an fc layer needs weights")
+        mw = int(np.asarray(layer.weights).shape[1])
+        if layer.in_shape and int(np.prod(layer.in_shape)) != mw:
+            raise ValueError(f"layer {layer.name}: input of {int(np.prod(layer.in_shape))} "
+                             f"elements does not match MW={mw}")
+        core = _mvau(layer, mw, layer.name)
+        return Chain([core], [1], [layer.name])
+    if layer.kind == "conv":
+        if layer.weights is None or len(layer.in_shape) != 3:
+            raise ValueError(f"layer {layer.name}: a conv layer needs weights and in_shape "
+                             f"(H, W, C)")
+        h, w, c = (int(v) for v in layer.in_shape)
+        k = layer.kernel
+        mw = int(np.asarray(layer.weights).shape[1])
+        if mw != k * k * c:
+            raise ValueError(f"layer {layer.name}: weights have MW={mw} columns, expected "
+                             f"K*K*C = {k}*{k}*{c} = {k * k * c}")
+        swu_simd = gcd(layer.simd, c)
+        swu = registry.get("swu")(
+            name=f"{layer.name}.swu", height=h, width=w, channels=c, k=k,
+            stride=layer.stride, pad=layer.padding, pad_value=layer.pad_value,
+            elem_bits=layer.input_bits, signed=layer.input_signed, simd=swu_simd,
+            rows=layer.swu_rows)
+        cores = [swu]
+        names = [layer.name]
+        mvau = _mvau(layer, mw, f"{layer.name}.mvau")
+        if swu.o_width != mvau.i_width:
+            conv = registry.get("width_converter")(
+                name=f"{layer.name}.widen", i_width=swu.o_width, o_width=mvau.i_width)
+            cores.append(conv)
+            names.append(layer.name)
+        cores.append(mvau)
+        names.append(layer.name)
+        return _with_repeats(cores, names, first_repeats=1)
+    if layer.kind == "maxpool":
+        h, w, c = (int(v) for v in layer.in_shape)
+        core = registry.get("maxpool")(name=layer.name, height=h, width=w, channels=c,
+                                       k=layer.kernel, simd=layer.simd, pool_op=layer.pool_op)
+        return Chain([core], [1], [layer.name])
+    # label_select
+    if layer.num_classes is None or layer.score_width is None:
+        raise ValueError(f"layer {layer.name}: label_select needs num_classes and score_width")
+    core = registry.get("label_select")(name=layer.name, num_classes=layer.num_classes,
+                                        pe=layer.pe, score_width=layer.score_width)
+    return Chain([core], [1], [layer.name])
+
+
+def _with_repeats(cores, names, first_repeats) -> Chain:
+    repeats = [first_repeats]
+    beats = cores[0].out_beats * first_repeats
+    for prev_name, core in zip(names, cores[1:]):
+        if beats % core.in_beats:
+            raise ValueError(f"layer {core.name}: takes frames of {core.in_beats} beats but "
+                             f"{prev_name} delivers {beats} beats per image")
+        r = beats // core.in_beats
+        repeats.append(r)
+        beats = r * core.out_beats
+    return Chain(list(cores), repeats, list(names))
+
+
+def _link(a: StreamCore, b: StreamCore, name: str) -> list[StreamCore]:
+    """Width converters from ``a``'s output to ``b``'s input."""
+    wa, wb = a.o_width, b.i_width
+    if wa == wb:
+        return []
+    make = registry.get("width_converter")
+    if wa % wb == 0 or wb % wa == 0:
+        return [make(name=f"{name}.link", i_width=wa, o_width=wb)]
+    g = gcd(wa, wb)
+    return [make(name=f"{name}.link_down", i_width=wa, o_width=g),
+            make(name=f"{name}.link_up", i_width=g, o_width=wb)]
+
+
+def lower_network(layers: list[LayerHW], *, label_select: bool = True,
+                  input_width: int | None = None) -> Chain:
+    """Lower every layer, join the chains with width converters, append LabelSelect.
+
+    ``input_width``: bits per beat of the accelerator's input stream (e.g.
+    ``B`` for one element per beat); a converter to the first core is inserted
+    when it differs.  ``label_select``: append a LabelSelect after a last
+    layer that emits scores (``thresholds is None``), with its PE."""
+    if not layers:
+        raise ValueError("lower_network: no layers")
+    cores: list[StreamCore] = []
+    names: list[str] = []
+    for layer in layers:
+        chain = lower(layer)
+        if cores:
+            for conv in _link(cores[-1], chain.cores[0], layer.name):
+                cores.append(conv)
+                names.append(layer.name)
+        cores.extend(chain.cores)
+        names.extend(chain.layers)
+    last = layers[-1]
+    if label_select and last.kind in ("fc", "conv") and last.thresholds is None:
+        mv = cores[-1]
+        cores.append(registry.get("label_select")(
+            name="label_select", num_classes=mv.mh, pe=mv.pe, score_width=mv.score_width))
+        names.append("label_select")
+    if input_width is not None and input_width != cores[0].i_width:
+        class _Src:   # a stand-in producer for _link
+            o_width = input_width
+        front = _link(_Src, cores[0], "input")
+        cores[:0] = front
+        names[:0] = ["input"] * len(front)
+    # repeats: image-level beat accounting from the first core
+    first = cores[0]
+    in_bits = _image_in_elements(layers[0]) * layers[0].input_bits
+    if in_bits % first.i_width:
+        raise ValueError(f"layer {layers[0].name}: {in_bits} input bits per image do not "
+                         f"split into {first.i_width}-bit beats")
+    first_repeats, rem = divmod(in_bits // first.i_width, first.in_beats)
+    if rem:
+        raise ValueError(f"layer {first.name}: {in_bits // first.i_width} beats per image "
+                         f"are not whole frames of {first.in_beats} beats")
+    return _with_repeats(cores, names, first_repeats)
+
+
+def _image_in_elements(layer: LayerHW) -> int:
+    """Elements of one image at the input of ``layer``."""
+    if layer.in_shape:
+        return int(np.prod(layer.in_shape))
+    return int(np.asarray(layer.weights).shape[1])
+
+
+def layer_hw_from_ir(layer, *, simd: int = 1, pe: int = 1, **overrides) -> LayerHW:
+    """Adapt an IR layer object (``bnnhw.ir.Dense`` / ``bnnhw.ir.MaxPool``) to LayerHW.
+
+    Reads attributes by name only.  Raises ValueError for what the cores do
+    not implement (``score_kind == "rank_table"``)."""
+    kind = getattr(layer, "kind", None)
+    name = getattr(layer, "name", "layer")
+    if kind == "maxpool":
+        hw = LayerHW(name=name, kind="maxpool", in_shape=tuple(layer.in_shape),
+                     kernel=int(layer.kernel), pool_op=[str(o) for o in layer.pool_op],
+                     simd=simd)
+    elif kind in ("conv", "fc"):
+        score_kind = getattr(layer, "score_kind", None)
+        if layer.thresholds is None and score_kind not in (None, "popcount"):
+            raise ValueError(f"layer {name}: score_kind {score_kind!r} has no core yet; "
+                             f"only 'popcount' scores are implemented")
+        bits = int(getattr(layer, "input_bits", 1))
+        hw = LayerHW(name=name, kind=kind, in_shape=tuple(layer.in_shape),
+                     weights=np.asarray(layer.weights), thresholds=layer.thresholds,
+                     kernel=int(getattr(layer, "kernel", 1)),
+                     stride=int(getattr(layer, "stride", 1)),
+                     padding=int(getattr(layer, "padding", 0)),
+                     pad_value=int(getattr(layer, "pad_value", 0)),
+                     input_bits=bits, input_signed=bool(getattr(layer, "input_signed", False)),
+                     simd=simd, pe=pe, score="popcount")
+    else:
+        raise ValueError(f"layer {name}: kind {kind!r} has no lowering; known kinds: "
+                         f"{', '.join(KINDS)}")
+    for k, v in overrides.items():
+        if not hasattr(hw, k):
+            raise ValueError(f"layer {name}: unknown override {k!r}")
+        setattr(hw, k, v)
+    return hw

@@ -21,9 +21,13 @@ def add_arguments(p):
 
 def run(args):
     from ..export import export_checkpoint
-    from ..ir import Dense
+    from ..ir import Dense, is_ir_file
 
     model = args.model
+    if os.path.exists(model) and is_ir_file(model):
+        raise ModelFileError(f"{model!r} is already an exported IR file",
+                             "use it directly with --model; export reads a training "
+                             "checkpoint (.pt)")
     out = args.output or (os.path.splitext(model)[0] + ".bnn")
     if os.path.isdir(out):
         raise BnnhwError(f"output {out!r} is a directory", "give a file name, e.g. -o model.bnn")

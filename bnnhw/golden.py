@@ -7,10 +7,13 @@ threshold compare ``acc >= T``, bit max-pool with the per-channel
 ``pool_op``, integer class scores and argmax with ties to the lowest index.
 No float is used after input quantisation.
 
-Two engines compute identical results: the default one packs bits into
-uint64 words and loops over words (fast, used on whole test sets); with
-``reference=True`` every layer is computed by the one-line reference ops of
-:mod:`bnnhw.golden_ops` (slow, the definition).
+Two engines compute identical results (the tests check both against torch):
+the default one packs each im2col vector into uint64 words (conv windows
+assembled from per-pixel codes by shifts, in the layout's bit order) and
+accumulates XOR (binary layers) or AND (first-layer bit-planes, Horner's
+rule over the planes) popcounts word by word over cache-sized tiles; it is
+used on whole test sets.  With ``reference=True`` every layer is computed by
+the reference ops of :mod:`bnnhw.golden_ops` (slow, the definition).
 
 Per-layer outputs (``collect=True``), one dict per IR layer, batch first,
 channels-last:

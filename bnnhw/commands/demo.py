@@ -39,4 +39,9 @@ def run(args):
                    str(args.epochs), "--batch-size", "50", "--lr", "0.02", "--dropout", "0.1",
                    "--input-dropout", "0", "--seed", str(args.seed), "-o", ckpt])
     step("evaluate (torch)", ["eval", "--model", ckpt, "--dataset", "digits"])
+    ir = os.path.join(out, "model.bnn")
+    step("export (integer IR)", ["export", "--model", ckpt, "-o", ir])
+    step("evaluate (bit-exact golden model vs torch)",
+         ["eval", "--model", ir, "--dataset", "digits", "--engine", "golden",
+          "--reference", ckpt])
     return {"output": out, "steps": steps}

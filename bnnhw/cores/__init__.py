@@ -12,7 +12,8 @@ from .swu import SlidingWindow
 from .fifo import StreamFIFO
 from .label_select import LabelSelect
 from .width import WidthConverter
+from .score_table import ScoreTable
 
 __all__ = ["StreamCore", "Schedule", "registry", "MatrixVectorUnit", "MVAU", "FirstLayerMVAU",
            "MaxPool", "SlidingWindow", "StreamFIFO", "LabelSelect",
-           "WidthConverter"]
+           "WidthConverter", "ScoreTable"]

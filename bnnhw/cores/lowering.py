@@ -10,7 +10,8 @@ that adapter changes.
 
 Rules
 -----
-* ``fc``: one MVAU (binary inputs) or FirstLayerMVAU (``input_bits > 1``).
+* ``fc``: one MVAU (binary inputs) or FirstLayerMVAU (``input_bits > 1``)
+  [+ ScoreTable for a per-class score table].
 * ``conv``: SlidingWindow (SIMD ``gcd(SIMD, C)``) [+ WidthConverter up to
   the MVAU's SIMD] + MVAU/FirstLayerMVAU over ``K*K*C`` inputs, one vector
   per output pixel.
@@ -53,7 +54,9 @@ class LayerHW:
     (1 = binary).  ``simd``/``pe``: folding of the MVAU (``simd`` is the
     channels-per-beat of a maxpool).  ``planes_per_cycle``: first-layer
     bit-planes per cycle (default: all ``input_bits``).  ``score``: "dot" or
-    "popcount" for a binary score layer.  ``num_classes``/``score_width``:
+    "popcount" for a binary score layer.  ``score_table`` (``(MH, acc_max -
+    acc_min + 1)``) with ``acc_min``/``acc_max``: per-class score lookup after
+    a score layer (the IR's "rank_table").  ``num_classes``/``score_width``:
     label_select."""
     name: str
     kind: str
@@ -75,6 +78,9 @@ class LayerHW:
     swu_rows: int | None = None
     num_classes: int | None = None
     score_width: int | None = None
+    score_table: np.ndarray | None = None
+    acc_min: int | None = None
+    acc_max: int | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -142,6 +148,20 @@ def _mvau(layer: LayerHW, mw: int, name: str):
     return registry.get("mvau")(score=layer.score, **common)
 
 
+def _score_table(layer: LayerHW, mvau) -> StreamCore:
+    if layer.thresholds is not None:
+        raise ValueError(f"layer {layer.name}: a score table needs a score layer "
+                         f"(thresholds=None)")
+    if mvau.binary and mvau.score != "popcount":
+        raise ValueError(f"layer {layer.name}: a score table is indexed by the popcount; "
+                         f"use score='popcount'")
+    lo = layer.acc_min if layer.acc_min is not None else mvau.acc_min
+    hi = layer.acc_max if layer.acc_max is not None else mvau.acc_max
+    return registry.get("score_table")(
+        name=f"{layer.name}.scores", mh=mvau.mh, pe=mvau.pe, acc_min=lo, acc_max=hi,
+        table=layer.score_table, in_width=mvau.score_width)
+
+
 def lower(layer: LayerHW) -> Chain:
     """The chain of cores for one layer (``repeats`` relative to one image)."""
     if layer.kind not in KINDS:
@@ -155,7 +175,11 @@ def lower(layer: LayerHW) -> Chain:
             raise ValueError(f"layer {layer.name}: input of {int(np.prod(layer.in_shape))} "
                              f"elements does not match MW={mw}")
         core = _mvau(layer, mw, layer.name)
-        return Chain([core], [1], [layer.name])
+        cores, names = [core], [layer.name]
+        if layer.score_table is not None:
+            cores.append(_score_table(layer, core))
+            names.append(layer.name)
+        return _with_repeats(cores, names, first_repeats=1)
     if layer.kind == "conv":
         if layer.weights is None or len(layer.in_shape) != 3:
             raise ValueError(f"layer {layer.name}: a conv layer needs weights and in_shape "
@@ -182,6 +206,9 @@ def lower(layer: LayerHW) -> Chain:
             names.append(layer.name)
         cores.append(mvau)
         names.append(layer.name)
+        if layer.score_table is not None:
+            cores.append(_score_table(layer, mvau))
+            names.append(layer.name)
         return _with_repeats(cores, names, first_repeats=1)
     if layer.kind == "maxpool":
         h, w, c = (int(v) for v in layer.in_shape)
@@ -244,7 +271,7 @@ def lower_network(layers: list[LayerHW], *, label_select: bool = True,
         names.extend(chain.layers)
     last = layers[-1]
     if label_select and last.kind in ("fc", "conv") and last.thresholds is None:
-        mv = cores[-1]
+        mv = cores[-1]          # the score MVAU, or its ScoreTable
         cores.append(registry.get("label_select")(
             name="label_select", num_classes=mv.mh, pe=mv.pe, score_width=mv.score_width))
         names.append("label_select")
@@ -287,9 +314,10 @@ def layer_hw_from_ir(layer, *, simd: int = 1, pe: int = 1, **overrides) -> Layer
                      simd=simd)
     elif kind in ("conv", "fc"):
         score_kind = getattr(layer, "score_kind", None)
-        if layer.thresholds is None and score_kind not in (None, "popcount"):
-            raise ValueError(f"layer {name}: score_kind {score_kind!r} has no core yet; "
-                             f"only 'popcount' scores are implemented")
+        if layer.thresholds is None and score_kind not in (None, "popcount", "rank_table"):
+            raise ValueError(f"layer {name}: score_kind {score_kind!r} has no core; "
+                             f"known: 'popcount', 'rank_table'")
+        table = getattr(layer, "score_table", None) if score_kind == "rank_table" else None
         bits = int(getattr(layer, "input_bits", 1))
         hw = LayerHW(name=name, kind=kind, in_shape=tuple(layer.in_shape),
                      weights=np.asarray(layer.weights), thresholds=layer.thresholds,
@@ -298,7 +326,9 @@ def layer_hw_from_ir(layer, *, simd: int = 1, pe: int = 1, **overrides) -> Layer
                      padding=int(getattr(layer, "padding", 0)),
                      pad_value=int(getattr(layer, "pad_value", 0)),
                      input_bits=bits, input_signed=bool(getattr(layer, "input_signed", False)),
-                     simd=simd, pe=pe, score="popcount")
+                     simd=simd, pe=pe, score="popcount", score_table=table,
+                     acc_min=getattr(layer, "acc_min", None),
+                     acc_max=getattr(layer, "acc_max", None))
     else:
         raise ValueError(f"layer {name}: kind {kind!r} has no lowering; known kinds: "
                          f"{', '.join(KINDS)}")

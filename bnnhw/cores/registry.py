@@ -21,6 +21,8 @@ to exercise the core:
 * ``encode(core, frame)``: the input beats (ints) of one frame;
 * ``expected(core, frame)``: the output beats (ints) of one frame, computed
   with :mod:`bnnhw.golden_ops`;
+* ``formulas(core)``: optional closed forms of ``throughput``/``latency``
+  the suite checks against the measured schedule;
 * ``bad_params()``: a list of ``(params, message_fragment)`` that ``build``
   must reject with a ``ValueError`` whose text contains the fragment;
 * ``synth_params()``: small parameters for the synthesis check, and
@@ -54,6 +56,11 @@ class Conformance:
 
     def bad_params(self) -> list[tuple[dict, str]]:
         return []
+
+    def formulas(self, core) -> dict:
+        """Documented closed forms (e.g. ``{"throughput": NF*SF, "latency": ...}``) that
+        the suite compares with the core's properties; {} when there are none."""
+        return {}
 
     def synth_params(self) -> dict | None:
         return None

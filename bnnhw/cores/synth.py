@@ -82,7 +82,7 @@ def synth_stats(core, family: str = "ecp5", *, workdir: str | os.PathLike | None
             "tee -q -o stat.json stat -json",
         ]
         if json_out:
-            script.append(f"write_json {os.path.abspath(json_out)}")
+            script.append("write_json netlist.json")   # relative: YoWASP sees the cwd
         (wd / "synth.ys").write_text("\n".join(script) + "\n")
         with open(wd / "yosys.log", "w") as log:
             proc = subprocess.run(yosys_command() + ["-q", "-s", "synth.ys"], cwd=wd,
@@ -90,6 +90,8 @@ def synth_stats(core, family: str = "ecp5", *, workdir: str | os.PathLike | None
         if proc.returncode != 0:
             tail = (wd / "yosys.log").read_text()[-3000:]
             raise RuntimeError(f"yosys failed ({proc.returncode}):\n{tail}")
+        if json_out and Path(json_out).resolve() != (wd / "netlist.json").resolve():
+            shutil.copyfile(wd / "netlist.json", json_out)
         stat = json.loads((wd / "stat.json").read_text())
         top = stat.get("design") or stat["modules"]["\\top"]
         cells = {k.lstrip("$\\"): int(v) for k, v in top.get("num_cells_by_type", {}).items()}

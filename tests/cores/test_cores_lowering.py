@@ -69,6 +69,26 @@ def test_tiny_network_end_to_end():
         assert run.outputs == want
 
 
+def test_rank_table_scores_end_to_end():
+    """fc with a per-class score table: MVAU(popcount) -> ScoreTable -> LabelSelect."""
+    rng = np.random.default_rng(11)
+    w = rng.integers(0, 2, (6, 12)).astype(np.uint8)
+    table = rng.integers(-50, 50, (6, 13))
+    dense = SimpleNamespace(name="out", kind="fc", in_shape=(12,), weights=w, thresholds=None,
+                            input_bits=1, input_signed=False, score_kind="rank_table",
+                            score_table=table, acc_min=0, acc_max=12)
+    layers = [layer_hw_from_ir(dense, simd=4, pe=3)]
+    chain = _unused(lower_network(layers))
+    assert [c.kind for c in chain.cores] == ["mvau", "score_table", "label_select"]
+    xs = [rng.integers(0, 2, 12).astype(np.uint8) for _ in range(6)]
+    want = [int(golden_ops.argmax(table[np.arange(6), golden_ops.xnor_popcount(x, w)]))
+            for x in xs]
+    top = ChainTop(lower_network(layers), fifo_depth=3)
+    beats = [b for x in xs for b in chain.cores[0].encode(x)]
+    run = run_stream(top, beats, len(want), in_stall=0.2, out_stall=0.3, seed=1)
+    assert run.outputs == want and run.violations == []
+
+
 def test_lowering_errors_name_the_layer():
     w = np.zeros((4, 10), np.uint8)
     with pytest.raises(ValueError, match="layer c3: weights have MW=10 columns, expected"):
@@ -86,8 +106,8 @@ def test_layer_hw_from_ir_duck_typed():
     hw = layer_hw_from_ir(dense, simd=4, pe=2)
     chain = _unused(lower(hw))
     assert chain.cores[0].score == "popcount" and chain.cores[0].pe == 2
-    dense.score_kind = "rank_table"
-    with pytest.raises(ValueError, match="fc9: score_kind 'rank_table'"):
+    dense.score_kind = "softmax"
+    with pytest.raises(ValueError, match="fc9: score_kind 'softmax' has no core"):
         layer_hw_from_ir(dense)
     pool = SimpleNamespace(name="p", kind="maxpool", in_shape=(4, 4, 2), kernel=2,
                            pool_op=np.array(["or", "and"]))

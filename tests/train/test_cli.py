@@ -142,3 +142,14 @@ def test_missing_dataset_and_wrong_arch_are_clear_errors(tmp_path):
     r = bnnhw("train", "--arch", "resnet", "--dataset", "digits", "-o", str(tmp_path / "c.pt"),
               check=False)
     assert r.returncode == 2 and "invalid choice: 'resnet'" in r.stderr
+
+
+def test_export_and_golden_agree_with_torch_on_every_test_image(digits_model, tmp_path):
+    path, _ = digits_model
+    ir = tmp_path / "m.bnn"
+    bnnhw("export", "--model", str(path), "-o", str(ir), "--json")
+    res = last_json(bnnhw("eval", "--model", str(ir), "--dataset", "digits", "--engine", "golden",
+                          "--reference", str(path), "--json"))
+    torch_res = last_json(bnnhw("eval", "--model", str(path), "--dataset", "digits", "--json"))
+    assert res["disagreements"] == 0 and res["count"] == 180
+    assert res["accuracy"] == torch_res["accuracy"]

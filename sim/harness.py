@@ -21,7 +21,11 @@ STALLS
     ``+stall_src / 65536`` and drop the sink's ``ready`` with probability
     ``+stall_sink / 65536`` on each cycle (``ready`` does not look at
     ``valid``).  After the last expected beat the sink is always ready.
-COUNTERS (64 bit, readable from cocotb)
+CLOCK AND RESET
+    Either ports driven by cocotb, or (``hdl_clock=True``, the default of
+    :mod:`bnnhw.sim.runner`) made inside tb_top: 10 ns period, first rising
+    edge at 5 ns, reset high for ``+reset_cycles`` (default 4) rising edges.
+COUNTERS (64 bit, readable from cocotb; names in :data:`COUNTERS`)
     ``cycle`` counts rising clock edges since reset was released; an event
     "at cycle c" happened on the edge where ``cycle == c`` (first edge after
     reset: cycle 0).  ``in_count``, ``out_count``, ``mismatches``,
@@ -32,9 +36,17 @@ COUNTERS (64 bit, readable from cocotb)
     (``cycle`` reached ``+timeout`` first; 0 = never) and
     ``finished = done | timed_out``.
 DUMPS (in a ``final`` block, i.e. when the simulator exits)
-    ``$writememh`` of the received beats (``+out_file``), the accept cycle
-    of every input beat (``+in_cycles_file``) and the arrival cycle of every
-    output beat (``+out_cycles_file``), only for beats that were seen.
+    ``$writememh`` of the received beats (``+out_file``, at most ``n_out``),
+    the accept cycle of every input beat (``+in_cycles_file``) and the arrival
+    cycle of every output beat (``+out_cycles_file``, 64-bit hex), only for
+    beats that were seen.
+END WITHOUT COCOTB (``+hdl_finish``, HDL-clock builds only)
+    Waits for ``finished`` and ``+drain_cycles`` (default 16) more cycles,
+    writes every counter as a ``name decimal-value`` line to
+    ``+result_file`` and calls ``$finish``: the simulator then needs no Python.
+WAVES
+    With ```define BNNHW_HDL_DUMP`` (Icarus; Verilator Python-free traced
+    builds), ``+waves_file=PATH`` starts ``$dumpfile``/``$dumpvars``.
 
 File formats (all written/read by :mod:`bnnhw.sim.runner`): one beat per
 line, lowercase hexadecimal, no ``0x``, exactly ``ceil(W/4)`` digits, beat 0

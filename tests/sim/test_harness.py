@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from bnnhw.errors import BnnhwError
-from bnnhw.sim import harness, runner, toolchain
+from bnnhw.sim import harness, toolchain
 from bnnhw.sim.runner import SimError, build, build_key, read_hex, simulate, write_hex
 
 from .duts import AddInvert, Sink, to_verilog
@@ -100,6 +100,7 @@ def test_verilator_environment():
     assert v.env["PATH"].split(os.pathsep)[0] == os.path.join(v.root, "bin")
     assert v.env["VERILATOR_ROOT"] == v.root
     assert "CFG_CXXFLAGS_PCH_I=-include" in v.env["MAKEFLAGS"]
+    assert "CFG_CXXFLAGS_COROUTINES" in v.env["MAKEFLAGS"]  # --timing builds
 
 
 def test_missing_simulators_raise_clear_errors(monkeypatch):

@@ -204,3 +204,37 @@ def tree_stages(n_leaves: int, levels_per_stage: int) -> int:
 
 def lcm(a: int, b: int) -> int:
     return a * b // gcd(a, b)
+
+
+def skid_output(m: Module, o, data: Value, push: Value) -> Value:
+    """Two-entry output buffer driving stream ``o``; returns the pipeline enable.
+
+    The returned enable is a register (``buffer not full``), so the
+    downstream ``ready`` does not fan out combinationally to every pipeline
+    register.  Protocol: a pipeline advancing with the enable pushes at most
+    one item (``push``, with ``data``) per enabled cycle; an item pushed on
+    cycle t is valid on ``o`` from cycle t+1 (same timing as a plain output
+    register), and the buffer holds it until taken."""
+    width = len(o.payload)
+    r0 = Signal(width, name="obuf0")
+    r1 = Signal(width, name="obuf1")
+    nonempty = Signal(name="obuf_valid")
+    full = Signal(name="obuf_full")
+    pop = Signal()
+    m.d.comb += [o.valid.eq(nonempty), o.payload.eq(r0), pop.eq(nonempty & o.ready)]
+    with m.If(push & ~pop):
+        with m.If(~nonempty):
+            m.d.sync += [r0.eq(data), nonempty.eq(1)]
+        with m.Else():
+            m.d.sync += [r1.eq(data), full.eq(1)]
+    with m.Elif(pop & ~push):
+        with m.If(full):
+            m.d.sync += [r0.eq(r1), full.eq(0)]
+        with m.Else():
+            m.d.sync += nonempty.eq(0)
+    with m.Elif(push & pop):
+        with m.If(full):
+            m.d.sync += [r0.eq(r1), r1.eq(data)]
+        with m.Else():
+            m.d.sync += r0.eq(data)
+    return ~full

@@ -43,6 +43,11 @@ input transfer, ``T = NF*G*SF``, ``D`` = pipeline depth, see
 * vector ``v``'s compute starts at ``v*T``; fold ``f``'s output beat leaves
   on cycle ``v*T + (f+1)*G*SF + D + 1``;
 * ``latency = G*SF + D + 1``, ``throughput = T``.
+
+Back-pressure: the output is a two-entry buffer; the compute pipeline (one
+global enable) advances while the buffer is not full, a registered
+condition, so ``o.ready`` does not fan out to every pipeline register.  The
+input side keeps filling its free bank while the output is stalled.
 """
 from __future__ import annotations
 
@@ -53,7 +58,7 @@ from amaranth.utils import bits_for
 
 from .. import layout, golden_ops
 from ._common import StreamCore, Schedule, popcount_tree, tree_stages, delay, \
-    check_positive_int, divisors
+    check_positive_int, divisors, skid_output
 from .registry import register, Conformance
 
 __all__ = ["MatrixVectorUnit", "MVAU", "FirstLayerMVAU"]
@@ -259,8 +264,9 @@ class MatrixVectorUnit(StreamCore):
         SIMD, PE = self.simd, self.pe
         i, o = self.i, self.o
 
-        adv = Signal()          # the whole compute pipeline advances together
-        m.d.comb += adv.eq(~o.valid | o.ready)
+        # The whole compute pipeline advances together when the two-entry output
+        # buffer has room (a registered condition: o.ready does not fan out).
+        adv = Signal()
 
         # ---- input double buffer -------------------------------------------
         m.submodules.ibuf = ibuf = Memory(shape=unsigned(self.i_width), depth=2 * SF, init=[])
@@ -426,8 +432,7 @@ class MatrixVectorUnit(StreamCore):
                 else:
                     m.d.comb += sc.eq(accs[p])
                 fields.append(sc)
-        with m.If(adv):
-            m.d.sync += [o.valid.eq(done), o.payload.eq(Cat(*fields))]
+        m.d.comb += adv.eq(skid_output(m, o, Cat(*fields), adv & done))
         return m
 
 

@@ -31,6 +31,7 @@ to exercise the core:
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from dataclasses import dataclass
 
 __all__ = ["register", "get", "names", "entries", "Conformance", "Entry"]
@@ -92,9 +93,20 @@ def register(name: str, *, conformance: type[Conformance] | None = None):
     return deco
 
 
+_LOADED = False
+
+
 def _load_builtin():
-    # the package's __init__ imports every built-in core module
-    importlib.import_module(__package__)
+    """Import every module of this package, so a core file registers itself just by
+    existing (adding a core = one file with a ``@register``)."""
+    global _LOADED
+    if _LOADED:
+        return
+    pkg = importlib.import_module(__package__)
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__package__}.{info.name}")
+    _LOADED = True
 
 
 def get(name: str) -> type:

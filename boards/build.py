@@ -182,6 +182,8 @@ def _per_module(family: str, stat: dict, top: str) -> dict:
         cells = m.get("num_cells_by_type", {})
         mods[name.lstrip("\\")] = _cells_summary(family, cells)
     out = {}
+    if not mods:
+        return out
     for name in sorted(mods):
         inc = {k: 0 for k in next(iter(mods.values()))}
         for other, s in mods.items():

@@ -63,7 +63,7 @@ __all__ = [
     "im2col_index", "im2col", "conv_weight_to_matrix", "flatten_index",
     "fc_weight_from_torch", "check_fold", "pack_weights", "pack_thresholds",
     "unpack_fold_output", "bitplanes", "plane_coefficients", "int_to_word",
-    "word_to_int", "class_index_width",
+    "word_to_int", "input_beats", "class_index_width",
 ]
 
 WORD = 64
@@ -243,6 +243,19 @@ def bitplanes(x, bits: int, signed: bool) -> np.ndarray:
                          f"{'signed' if signed else 'unsigned'} range [{lo}, {hi}]")
     u = x & ((1 << bits) - 1)
     return np.stack([((u >> n) & 1).astype(np.uint8) for n in range(bits)])
+
+
+def input_beats(x_int, bits: int, signed: bool) -> np.ndarray:
+    """Integer images ``(N, C, H, W)`` (already quantised: ``x_int``, or bits for
+    1-bit inputs) -> input-stream beats ``(N, H*W*C)`` uint64: raster order,
+    channels-last, each element as its B-bit pattern (two's complement when
+    signed)."""
+    x = np.asarray(x_int).astype(np.int64)
+    if x.ndim != 4:
+        raise ValueError(f"expected images shaped (N, C, H, W), got {x.shape}")
+    bitplanes(x, bits, signed)  # range check, raises with the legal range
+    hwc = x.transpose(0, 2, 3, 1).reshape(x.shape[0], -1)
+    return (hwc & ((1 << bits) - 1)).astype(np.uint64)
 
 
 def class_index_width(num_classes: int) -> int:

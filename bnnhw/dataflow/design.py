@@ -1,0 +1,351 @@
+"""Stitching: a folding plan -> registered cores -> one Amaranth top with FIFOs.
+
+:func:`build_design` lowers every IR layer with :mod:`bnnhw.cores.lowering`
+(one chain of cores, width converters where widths differ, LabelSelect at
+the end), sizes a FIFO for every link between two cores
+(:mod:`bnnhw.dataflow.fifo`) and wraps it all in :class:`DataflowTop`.
+
+Ports of the top (``amaranth.lib.wiring.Component``, Verilog names
+``i__payload`` ...):
+
+``i``: stream of ``B`` bits
+    One image element per beat, raster order, channels-last
+    (:mod:`bnnhw.layout`): the integer ``raw - offset`` in ``B`` bits (two's
+    complement if signed) or, for 1-bit inputs, the bit itself.
+``o``: stream of ``layout.class_index_width(classes)`` bits
+    One beat per image: the class index (argmax, ties to the lowest index).
+    With ``scores=True`` the top has no LabelSelect and ``o`` carries the
+    last layer's scores instead: ``classes/PE`` beats per image, ``PE``
+    signed fields each (see :class:`bnnhw.cores.MVAU`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+from amaranth.hdl import Module, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .. import layout
+from ..errors import BnnhwError
+from ..ir import MaxPool, NetworkIR
+from . import models as M
+from .folding import FoldingPlan
+
+__all__ = ["DataflowTop", "Design", "build_design", "lower_plan", "write_build_dir",
+           "TOP_NAME", "encode_images", "core_cost"]
+
+TOP_NAME = "bnnhw_top"
+
+
+def _silence(elaboratable):
+    """Mark an elaboratable that may legitimately never be elaborated (estimates only)."""
+    elaboratable._MustUse__silence = True
+    return elaboratable
+
+
+def lower_plan(ir: NetworkIR, plan: FoldingPlan, *, scores: bool = False):
+    """The :class:`bnnhw.cores.lowering.Chain` of ``ir`` under ``plan``."""
+    from ..cores.lowering import layer_hw_from_ir, lower_network
+    layers = []
+    for l, f in zip(ir.layers, plan.folds):
+        if f.name != l.name:
+            raise BnnhwError(f"folding plan is for layer {f.name}, the network has {l.name}",
+                             "plan the folding for this network")
+        try:
+            if isinstance(l, MaxPool):
+                hw = layer_hw_from_ir(l, simd=f.simd)
+            else:
+                kw = {"planes_per_cycle": f.planes} if l.input_bits > 1 else {}
+                hw = layer_hw_from_ir(l, simd=f.simd, pe=f.pe, **kw)
+            layers.append(hw)
+        except ValueError as e:
+            raise BnnhwError(str(e), "this layer has no hardware core yet") from None
+    try:
+        chain = lower_network(layers, label_select=not scores, input_width=ir.input.bits)
+    except ValueError as e:
+        raise BnnhwError(f"cannot lower the network: {e}", "choose another folding") from None
+    for c in chain.cores:
+        _silence(c)
+    return chain
+
+
+def _sanitize(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+class DataflowTop(wiring.Component):
+    """The whole accelerator: cores in stream order, a FIFO where ``fifo_depths[n] > 0``
+    between core ``n`` and core ``n+1`` (a direct connection otherwise).
+
+    Ports ``i`` and ``o``: see the module docstring."""
+
+    def __init__(self, cores, fifo_depths):
+        if len(fifo_depths) != len(cores) - 1:
+            raise ValueError(f"{len(cores)} cores need {len(cores) - 1} FIFO depths, "
+                             f"got {len(fifo_depths)}")
+        self.cores = list(cores)
+        self.fifo_depths = [int(d) for d in fifo_depths]
+        super().__init__({"i": In(stream.Signature(unsigned(self.cores[0].i_width))),
+                          "o": Out(stream.Signature(unsigned(self.cores[-1].o_width)))})
+
+    def elaborate(self, platform):
+        from ..cores import registry
+        m = Module()
+        cores = self.cores
+        for n, core in enumerate(cores):
+            m.submodules[f"s{n:02d}_{_sanitize(core.name)}"] = core
+        wiring.connect(m, wiring.flipped(self.i), cores[0].i)
+        for n, (a, b) in enumerate(zip(cores, cores[1:])):
+            depth = self.fifo_depths[n]
+            if depth > 0:
+                fifo = registry.get("fifo")(name=f"fifo{n:02d}", width=a.o_width, depth=depth)
+                m.submodules[f"s{n:02d}_fifo"] = fifo
+                wiring.connect(m, a.o, fifo.i)
+                wiring.connect(m, fifo.o, b.i)
+            else:
+                wiring.connect(m, a.o, b.i)
+        wiring.connect(m, cores[-1].o, wiring.flipped(self.o))
+        return m
+
+
+def core_cost(core) -> M.Cost:
+    """Resource estimate of one core from its parameters (models in :mod:`.models`)."""
+    kind = getattr(core, "kind", "")
+    if kind in ("mvau", "first_layer_mvau"):
+        return M.mvau_cost(mw=core.mw, mh=core.mh, simd=core.simd, pe=core.pe, bits=core.bits,
+                           planes=core.planes, signed=core.signed_input,
+                           thresholds=core.thresholds is not None)
+    if kind == "swu":
+        return M.swu_cost(width=core.i_width, row_words=core.width * core.cf, rows=core.rows)
+    if kind == "maxpool":
+        return M.maxpool_cost(simd=core.simd, out_width=core.out_width, cf=core.cf)
+    if kind == "width_converter":
+        return M.converter_cost(core.i_width, core.o_width)
+    if kind == "label_select":
+        return M.label_select_cost(pe=core.pe, score_width=core.score_width)
+    if kind == "score_table":
+        return M.score_table_cost(mh=core.mh, pe=core.pe,
+                                  span=core.acc_max - core.acc_min + 1,
+                                  score_width=core.score_width)
+    if kind == "fifo":
+        return M.fifo_cost(width=core.width, depth=core.depth)
+    return M.Cost()
+
+
+@dataclass
+class Design:
+    """A built accelerator: the top, its cores, FIFO depths and estimates."""
+    ir: NetworkIR
+    plan: FoldingPlan
+    top: DataflowTop
+    chain: object
+    fifo_depths: list[int]
+    estimates: dict
+    fifo_method: dict = field(default_factory=dict)
+    _verilog: str | None = field(default=None, repr=False)
+
+    @property
+    def input_width(self) -> int:
+        return self.top.cores[0].i_width
+
+    @property
+    def output_width(self) -> int:
+        return self.top.cores[-1].o_width
+
+    @property
+    def bound_cycles(self) -> int:
+        return int(self.estimates["bound_cycles_per_frame"])
+
+    def verilog(self) -> str:
+        """Verilog of the top (module ``bnnhw_top``); byte-identical for the same IR
+        and plan, whatever the process (generated once, then cached)."""
+        if self._verilog is None:
+            from amaranth.back import verilog
+            self._verilog = verilog.convert(self.top, name=TOP_NAME, emit_src=False)
+        return self._verilog
+
+    def encode_images(self, raw) -> np.ndarray:
+        """Input beats for raw images ``(N, C, H, W)``: see :func:`encode_images`."""
+        return encode_images(self.ir, raw)
+
+
+def encode_images(ir: NetworkIR, raw) -> np.ndarray:
+    """Input stream beats of raw images ``(N, C, H, W)``: one element per beat, raster
+    order, channels-last, ``B``-bit two's complement (uint64 array)."""
+    x = ir.input.quantize(raw)                      # (N, H, W, C)
+    mask = (1 << ir.input.bits) - 1
+    return (np.asarray(x).astype(np.int64).reshape(-1) & mask).astype(np.uint64)
+
+
+def _estimates(ir, plan, chain, fifo_depths, latency) -> dict:
+    from ..cores import registry
+    q = ir.input
+    in_cycles = q.height * q.width * q.channels
+    layers = []
+    byname = {}
+    for l, f in zip(ir.layers, plan.folds):
+        d = {"name": l.name, "kind": l.kind, "simd": f.simd}
+        if not isinstance(l, MaxPool):
+            d.update(pe=f.pe, mw=l.mw, mh=l.mh, weight_bits=l.mw * l.mh,
+                     threshold_bits=(0 if l.thresholds is None else l.mh * l.acc_bits))
+            if l.input_bits > 1:
+                d["planes"] = f.planes
+        else:
+            d.update(weight_bits=0, threshold_bits=0)
+        d.update(cycles=0, latency=0, lut=0.0, ebr=0, cores=[])
+        layers.append(d)
+        byname[l.name] = d
+    extra = {"name": "input", "kind": "stream", "cycles": in_cycles, "latency": 0,
+             "lut": 0.0, "ebr": 0, "cores": [], "weight_bits": 0, "threshold_bits": 0}
+    tail = {"name": "label_select", "kind": "label_select", "cycles": 0, "latency": 0,
+            "lut": 0.0, "ebr": 0, "cores": [], "weight_bits": 0, "threshold_bits": 0}
+    for core, rep, lname in zip(chain.cores, chain.repeats, chain.layers):
+        d = byname.get(lname) or (extra if lname == "input" else tail)
+        cyc = int(core.throughput) * int(rep)
+        cost = core_cost(core)
+        d["cycles"] = max(d["cycles"], cyc)
+        d["latency"] += int(core.latency)
+        d["lut"] += cost.lut
+        d["ebr"] += cost.ebr
+        d["cores"].append({"core": core.name, "kind": core.kind, "cycles": cyc,
+                           "latency": int(core.latency), "lut": int(round(cost.lut)),
+                           "ebr": cost.ebr})
+    if tail["cores"]:
+        # LabelSelect belongs to the output layer in the per-layer view
+        last = layers[-1]
+        for c in tail["cores"]:
+            last["cores"].append(c)
+        last["cycles"] = max(last["cycles"], tail["cycles"])
+        last["lut"] += tail["lut"]
+        last["latency"] += tail["latency"]
+    fifos = []
+    fregistry = registry.get("fifo")
+    for n, depth in enumerate(fifo_depths):
+        if depth <= 0:
+            continue
+        a = chain.cores[n]
+        fc = M.fifo_cost(width=a.o_width, depth=depth)
+        fifos.append({"after": a.name, "before": chain.cores[n + 1].name, "width": a.o_width,
+                      "depth": depth, "lut": int(round(fc.lut)), "ebr": fc.ebr})
+    del fregistry
+    rows = [extra] + layers
+    bound = max(r["cycles"] for r in rows)
+    bottleneck = max(rows, key=lambda r: r["cycles"])["name"]
+    for r in rows:
+        r["lut"] = int(round(r["lut"]))
+    total_lut = sum(r["lut"] for r in layers) + sum(f["lut"] for f in fifos)
+    total_ebr = sum(r["ebr"] for r in layers) + sum(f["ebr"] for f in fifos)
+    return {
+        "bound_cycles_per_frame": int(bound),
+        "bottleneck": bottleneck,
+        "input_cycles_per_frame": in_cycles,
+        "latency_cycles_estimate": latency,
+        "total": {"lut": int(total_lut), "ebr": int(total_ebr),
+                  "weight_bits": int(sum(r["weight_bits"] for r in layers)),
+                  "threshold_bits": int(sum(r["threshold_bits"] for r in layers)),
+                  "fifo_bits": int(sum(f["width"] * f["depth"] for f in fifos))},
+        "layers": layers,
+        "fifos": fifos,
+        "model": "LUT4/DP16KD models of bnnhw.dataflow.models (ECP5); cycles from the "
+                 "cores' own throughput figures",
+    }
+
+
+def build_design(ir: NetworkIR, plan: FoldingPlan, *, scores: bool = False,
+                 fifo_depths: list[int] | None = None) -> Design:
+    """Lower ``ir`` under ``plan``, size the FIFOs and stitch the top.
+
+    ``fifo_depths``: override the computed depths (one per link between cores;
+    0 = direct connection) -- for experiments, not for builds."""
+    from .fifo import size_fifos
+    chain = lower_plan(ir, plan, scores=scores)
+    sizing = size_fifos(chain)
+    depths = list(sizing.depths) if fifo_depths is None else [int(d) for d in fifo_depths]
+    top = _silence(DataflowTop(chain.cores, depths))
+    est = _estimates(ir, plan, chain, depths, sizing.latency)
+    if est["bound_cycles_per_frame"] != plan.bound_cycles:
+        # the analytic plan and the cores disagree: a core's timing changed
+        est["plan_bound_cycles_per_frame"] = plan.bound_cycles
+    return Design(ir=ir, plan=plan, top=top, chain=chain, fifo_depths=depths, estimates=est,
+                  fifo_method=sizing.report())
+
+
+def ir_sha256(ir: NetworkIR) -> str:
+    return hashlib.sha256(ir.to_bytes()).hexdigest()
+
+
+def write_build_dir(directory: str, ir: NetworkIR, plan: FoldingPlan, design: Design) -> dict:
+    """Write the build folder: ``model.bnn`` (the IR), ``folding.json``,
+    ``bnnhw_top.v``, ``estimates.json`` and ``design.json`` (ports, FIFO depths,
+    hashes).  Returns the paths written."""
+    os.makedirs(directory, exist_ok=True)
+    paths = {
+        "ir": os.path.join(directory, "model.bnn"),
+        "folding": os.path.join(directory, "folding.json"),
+        "verilog": os.path.join(directory, f"{TOP_NAME}.v"),
+        "estimates": os.path.join(directory, "estimates.json"),
+        "design": os.path.join(directory, "design.json"),
+    }
+    ir.save(paths["ir"])
+    text = design.verilog()
+    _write_text(paths["folding"], json.dumps(plan.to_json(), indent=1, sort_keys=True) + "\n")
+    _write_text(paths["verilog"], text)
+    _write_text(paths["estimates"], json.dumps(design.estimates, indent=1, sort_keys=True)
+                + "\n")
+    meta = {
+        "format": "bnnhw.design", "version": 1, "top": TOP_NAME,
+        "input_width": design.input_width, "output_width": design.output_width,
+        "output": "class_index" if design.top.cores[-1].kind == "label_select" else "scores",
+        "num_classes": ir.num_classes,
+        "input_elements_per_frame": ir.input.height * ir.input.width * ir.input.channels,
+        "fifo_depths": design.fifo_depths,
+        "cores": [c.name for c in design.chain.cores],
+        "ir_sha256": hashlib.sha256(open(paths["ir"], "rb").read()).hexdigest(),
+        "verilog_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "bound_cycles_per_frame": design.bound_cycles,
+    }
+    _write_text(paths["design"], json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    return paths
+
+
+def _write_text(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def read_build_dir(directory: str):
+    """``(ir, plan, verilog_text, meta)`` of a folder written by :func:`write_build_dir`;
+    every missing or inconsistent file is a BnnhwError that says which."""
+    from ..ir import load_ir
+    from .folding import load_folding_file, plan_folding
+    if not os.path.isdir(directory):
+        raise BnnhwError(f"build folder {directory!r} does not exist",
+                         "give the folder of `bnnhw build -o DIR`")
+    need = {"model.bnn": "the IR", "folding.json": "the folding",
+            f"{TOP_NAME}.v": "the Verilog", "design.json": "the design summary"}
+    for name, what in need.items():
+        if not os.path.isfile(os.path.join(directory, name)):
+            raise BnnhwError(f"build folder {directory!r} has no {name} ({what})",
+                             "rebuild it with `bnnhw build -o DIR`")
+    ir = load_ir(os.path.join(directory, "model.bnn"))
+    plan = plan_folding(ir, folding=load_folding_file(os.path.join(directory, "folding.json")))
+    with open(os.path.join(directory, f"{TOP_NAME}.v"), encoding="utf-8") as f:
+        text = f.read()
+    try:
+        with open(os.path.join(directory, "design.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise BnnhwError(f"{directory}/design.json is unreadable: {e}",
+                         "rebuild the folder") from None
+    if hashlib.sha256(text.encode()).hexdigest() != meta.get("verilog_sha256"):
+        raise BnnhwError(f"{directory}/{TOP_NAME}.v does not match design.json (edited "
+                         f"after the build?)", "rebuild the folder")
+    return ir, plan, text, meta

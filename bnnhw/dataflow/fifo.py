@@ -1,0 +1,199 @@
+"""FIFO depths from the cores' cycle-level schedules.
+
+Every core documents its exact transfer cycles in a stall-free run,
+``core.schedule(frames)`` (input always valid, output always ready; the
+conformance suite checks it against the hardware cycle by cycle).  From
+those schedules this module sizes a FIFO for every link between two cores
+of the chain, in the spirit of FINN's characteristic-function sizing, with
+one change that matters for a chain with back-pressure: **only the
+bottleneck is inelastic**.
+
+Method
+------
+1. The pipeline period ``P`` is the bound: the largest ``throughput *
+   repeats`` over the cores (cycles per image; :mod:`.models`).
+2. Each core's *per-image pattern* is taken from its schedule over one image
+   (``repeats`` frames from idle): the cycles of its input and output
+   transfers relative to its first input transfer.  A core faster than the
+   period cannot run at full speed for long -- back-pressure and starvation
+   slow it down -- so its pattern is *stretched* to the period (every
+   transfer cycle multiplied by ``P / (throughput * repeats)``, a uniform
+   slow-down that the core can always follow when its neighbours are slow).
+   The bottleneck keeps its exact pattern.  Patterns repeat every ``P``.
+3. On each link the consumer starts as early as the data allows: its image
+   start is shifted by ``s = max_k (w_k - r_k)`` after the producer's (``w_k``
+   the producer's k-th output transfer, ``r_k`` the consumer's k-th input
+   transfer in their patterns), so it never waits for a beat.
+4. The backlog is the largest number of beats written and not yet read over
+   two periods of the repeated patterns.  The producer's output register
+   holds one of them; the rest need a FIFO.  A link whose backlog is at most
+   two beats gets a direct connection, else a :class:`bnnhw.cores.StreamFIFO`
+   of that depth (at least 3, the smallest the core allows).
+
+Because every producer that is not the bottleneck can be slowed down at no
+cost, this sizes the buffering that the *rate-matched* pipeline needs (the
+phase differences between patterns) instead of what a producer running
+flat out would pile up.  The cores' own buffering (the MVAU's input double
+buffer, the sliding-window unit's spare line buffers) already appears in
+their patterns.  Checked by simulation: ``tests/system`` measures the
+steady-state cycles per image of built designs (Verilator and Amaranth's
+simulator) against the bound.
+
+The same composition without stretching (every core as fast as it can go,
+the minimal shifts of step 3 on direct links) gives the *latency estimate*:
+the cycle of the last output beat of the first image after its first input
+beat, in an empty pipeline.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["LinkSizing", "Sizing", "size_fifos", "core_pattern"]
+
+MIN_FIFO_DEPTH = 3          # bnnhw.cores.StreamFIFO's minimum
+DIRECT_BACKLOG = 2          # backlogs up to this many beats need no FIFO
+
+
+@dataclass
+class LinkSizing:
+    producer: str
+    consumer: str
+    beats_per_image: int
+    shift: int              # consumer image start after the producer's (stretched patterns)
+    backlog: int            # largest beats written and not yet needed
+    held: int               # of which the consumer can hold ahead itself
+    depth: int              # FIFO depth (0 = direct connection)
+
+
+@dataclass
+class Sizing:
+    depths: list[int]
+    period: int
+    latency: int | None
+    links: list[LinkSizing] = field(default_factory=list)
+
+    def report(self) -> dict:
+        return {"method": "schedule patterns stretched to the period (bnnhw.dataflow.fifo)",
+                "period": self.period, "latency_estimate": self.latency,
+                "links": [vars(link) for link in self.links]}
+
+
+def core_pattern(core, repeats: int, image: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Input and output transfer cycles of image ``image`` (``repeats`` frames each) of a
+    stall-free run, relative to that image's first input transfer."""
+    r = int(repeats)
+    s = core.schedule(r * (image + 1))
+    sel = slice(r * image, r * (image + 1))
+    reads = np.fromiter((c for f in s.reads[sel] for c in f), dtype=np.int64)
+    writes = np.fromiter((c for f in s.writes[sel] for c in f), dtype=np.int64)
+    t0 = reads[0] if len(reads) else 0
+    return reads - t0, writes - t0
+
+
+def demand_pattern(core, repeats: int, reads: np.ndarray, writes: np.ndarray):
+    """The cycle by which each input beat of one image is *needed* (relative to the
+    image's first input transfer), and how many beats the core can hold ahead of that.
+
+    A core reads ahead when it can (an MVAU takes the next vector into its spare
+    bank, a sliding-window unit fills its spare line buffers); those early reads are
+    buffering, not need.  Kinds without a model here need each beat when their
+    stall-free run reads it (a conservative choice) and hold none ahead."""
+    kind = getattr(core, "kind", "")
+    need = None
+    hold = 0
+    try:
+        if kind in ("mvau", "first_layer_mvau"):
+            sf, g, d = core.sf, core.groups, core.pipeline_depth
+            w0 = writes.reshape(int(repeats), core.nf)[:, 0]
+            start = w0 - (g * sf + d + 1)                 # compute start of each vector
+            need = (start[:, None] + np.arange(sf)[None, :]).reshape(-1)
+            hold = sf                                     # the spare input bank
+        elif kind == "swu":
+            H, W, K, s, p, cf = core.height, core.width, core.k, core.stride, core.pad, core.cf
+            oh, ow = core.out_height, core.out_width
+            oy, ox = np.divmod(np.arange(oh * ow), ow)
+            ry = np.minimum(oy * s - p + K - 1, H - 1)
+            rx = np.minimum(ox * s - p + K - 1, W - 1)
+            last_pixel = ry * W + rx                      # a window starts once it is in
+            per_window = K * K * cf
+            t_start = writes.reshape(int(repeats), -1)[:, ::per_window].reshape(-1)
+            pixel = np.arange(len(reads)) // cf
+            pixel = pixel % (H * W)
+            frame = np.arange(len(reads)) // (H * W * cf)
+            j = np.searchsorted(last_pixel, pixel, side="left")
+            idx = frame * (oh * ow) + np.minimum(j, oh * ow - 1)
+            need = np.where(j < oh * ow, t_start[idx] - 2, reads)
+            hold = max(0, core.rows - K) * W * cf         # spare line buffers
+    except (AttributeError, ValueError, IndexError):     # a core that changed shape
+        need, hold = None, 0
+    if need is None or len(need) != len(reads):
+        return reads.copy(), 0
+    need = np.maximum(need, reads)                        # never before it can be read
+    need = np.minimum.accumulate(need[::-1])[::-1]        # in stream order
+    return need, int(hold)
+
+
+def _propagate(arrival, need, reads, writes):
+    """Output transfer cycles of a core whose input beats arrive at ``arrival``
+    (absolute cycles), given its per-image pattern (``need``, ``reads``, ``writes``
+    relative to its first read): output ``i`` waits for every input needed before it
+    (those with ``need < writes[i]``) to be as late as it arrived relative to its need,
+    and keeps the pattern's spacing to the previous output."""
+    if not len(writes):
+        return writes
+    start = arrival[0] - reads[0]
+    late = np.maximum.accumulate(arrival - need)
+    dep = np.clip(np.searchsorted(need, writes, side="left") - 1, 0, len(need) - 1)
+    off = np.maximum(start, np.maximum.accumulate(late[dep]))
+    return writes + off
+
+
+def _backlog(w: np.ndarray, r: np.ndarray, period: int, periods: int = 3) -> int:
+    """Max over time of (writes so far - reads so far) for patterns repeated every
+    ``period`` cycles (a write and a read in the same cycle: the read sees the write)."""
+    ws = np.concatenate([w + f * period for f in range(periods)])
+    rs = np.concatenate([r + f * period for f in range(periods)])
+    # events sorted by time; at equal times reads count after writes (a beat written and
+    # read in one cycle never occupies the link)
+    t = np.concatenate([ws, rs])
+    d = np.concatenate([np.ones(len(ws), np.int64), -np.ones(len(rs), np.int64)])
+    order = np.lexsort((-d, t))
+    occ = np.cumsum(d[order])
+    return int(occ.max()) if len(occ) else 0
+
+
+def size_fifos(chain, *, period: int | None = None) -> Sizing:
+    """FIFO depths for every link of ``chain`` (a :class:`bnnhw.cores.lowering.Chain`)."""
+    cores, reps = chain.cores, chain.repeats
+    per_image = [int(c.throughput) * int(r) for c, r in zip(cores, reps)]
+    P = int(period or max(per_image))
+    pats = [core_pattern(c, r) for c, r in zip(cores, reps)]
+    depths, links = [], []
+    for n in range(len(cores) - 1):
+        (_, w), (r, rw) = pats[n], pats[n + 1]
+        if len(w) != len(r):   # pragma: no cover - lowering guarantees equal beat counts
+            raise ValueError(f"link {cores[n].name} -> {cores[n + 1].name}: {len(w)} beats "
+                             f"written but {len(r)} read per image")
+        need, hold = demand_pattern(cores[n + 1], reps[n + 1], r, rw)
+        ws = np.floor(w * (P / per_image[n])).astype(np.int64)
+        rs = np.floor(need * (P / per_image[n + 1])).astype(np.int64)
+        shift = int(np.max(ws - rs)) if len(ws) else 0
+        backlog = _backlog(ws, rs + shift, P)
+        excess = backlog - hold
+        depth = 0 if excess <= DIRECT_BACKLOG else max(MIN_FIFO_DEPTH, excess)
+        depths.append(depth)
+        links.append(LinkSizing(cores[n].name, cores[n + 1].name, len(w), shift, backlog,
+                                hold, depth))
+    # latency estimate: the first image through an empty pipeline, every core as fast
+    # as its inputs arrive (unstretched patterns; see _propagate)
+    r0, w0 = pats[0]
+    arrival = r0.astype(np.int64)
+    for n, core in enumerate(cores):
+        r, w = pats[n]
+        need, _ = demand_pattern(core, reps[n], r, w)
+        out = _propagate(arrival, need, r, w)
+        arrival = out + (2 if n < len(depths) and depths[n] else 0)
+    latency = int(out[-1]) if len(out) else None
+    return Sizing(depths=depths, period=P, latency=latency, links=links)

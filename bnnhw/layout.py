@@ -246,15 +246,14 @@ def bitplanes(x, bits: int, signed: bool) -> np.ndarray:
 
 
 def input_beats(x_int, bits: int, signed: bool) -> np.ndarray:
-    """Quantised channels-last images ``(N, H, W, C)`` (``x_int``, or bits for
-    1-bit inputs; ``bnnhw.ir.InputQuant.quantize`` gives this) -> input-stream
-    beats ``(N, H*W*C)`` uint64: raster order, channels-last, each element as
-    its B-bit pattern (two's complement when signed)."""
+    """Quantised images ``(N, C, H, W)`` (``x_int``, or bits for 1-bit inputs)
+    -> input-stream beats ``(N, H*W*C)`` uint64: raster order, channels-last,
+    each element as its B-bit pattern (two's complement when signed)."""
     x = np.asarray(x_int).astype(np.int64)
     if x.ndim != 4:
-        raise ValueError(f"expected images shaped (N, H, W, C), got {x.shape}")
+        raise ValueError(f"expected images shaped (N, C, H, W), got {x.shape}")
     bitplanes(x, bits, signed)  # range check, raises with the legal range
-    hwc = x.reshape(x.shape[0], -1)
+    hwc = x.transpose(0, 2, 3, 1).reshape(x.shape[0], -1)
     return (hwc & ((1 << bits) - 1)).astype(np.uint64)
 
 

@@ -22,7 +22,6 @@ def add_arguments(p):
 def run(args):
     import numpy as np
 
-    from .. import layout
     from ..export import load_model_any
     from ..golden import GoldenModel
     from .common import dataset_split
@@ -34,8 +33,8 @@ def run(args):
     if args.count < 1:
         raise BnnhwError(f"--count must be at least 1, not {args.count}", "e.g. --count 100")
     x, y = x[:args.count], y[:args.count]
-    q = ir.input
-    beats = layout.input_beats(q.quantize(x), q.bits, getattr(q, "signed", False))
+    from ..dataflow import encode_images
+    beats = encode_images(ir, x).reshape(len(x), -1)
     classes = np.array(run_images(args.port, args.baud or DEFAULT_BAUD, list(beats)))
     golden = GoldenModel(ir).predict(x)
     mism = int((classes != golden).sum())

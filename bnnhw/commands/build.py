@@ -1,0 +1,682 @@
+"""``bnnhw build``: model -> folded accelerator -> board shell -> bitstream, with a report.
+
+    bnnhw build --model m.pt --board icebreaker -o DIR [folding options]
+                [--clock-mhz C] [--self-test [N]] [--seed S] [--json]
+
+Stages (progress on stderr, one line each; a failing stage names itself and
+its log, and leaves no bitstream):
+
+1. **load** the checkpoint or IR (``--from DIR``: a build folder's exact design);
+2. **plan** the folding: the user's (``--folding FILE``, ``--target-cycles N``,
+   ``--target-fps F`` at the build clock, ``--max-luts N``; the same options as
+   ``bnnhw sim``), or by default the *fastest folding that fits the board*.
+   Either way a fit check runs before synthesis (:func:`estimate_fit`): the
+   estimated LUT4s, block RAMs and shell of the design against the device.  An
+   explicit folding that does not fit is an error naming the layers to fold
+   further; a network that does not fit even fully folded (PE=SIMD=1) is an
+   error naming what it needs.
+3. **design**: stitch the cores, write the build folder
+   (:func:`bnnhw.dataflow.write_build_dir`: ``model.bnn``, ``folding.json``,
+   ``bnnhw_top.v``, ``estimates.json``, ``design.json``) -- ``bnnhw sim --from
+   DIR`` simulates exactly this design;
+4. wrap it in the board's **shell**: the UART link (``bnnhw run``), or with
+   ``--self-test`` the first N test images of the model's dataset and their
+   golden classes in on-chip ROM (pass: steady LED, fail: blinking LED);
+5. **synth / pnr / pack** through YoWASP (:func:`bnnhw.boards.build.build_bitstream`,
+   fixed ``--seed``; the synthesised netlist is kept as ``build/top.netlist.v``),
+   then **hier** (per-module resources);
+6. **report** (:mod:`bnnhw.report`): ``report.json``, ``report.txt``, ``report.png``
+   (matplotlib), and the table on stdout (``--json``: the DESIGN.md 3b keys on the
+   last stdout line);
+7. optionally (``--gate-sim N``) synthesise the accelerator alone with the same
+   Yosys script and stream N test images through its netlist against the golden
+   model (:mod:`bnnhw.gatesim`).
+
+The function for programs (the demo): :func:`run_build`.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from ..errors import BnnhwError
+
+NAME = "build"
+HELP = "build a bitstream of the accelerator for a board (folding, shell, Yosys, nextpnr)"
+
+DEFAULT_SELFTEST_IMAGES = 8
+# Estimated-to-synthesised LUT4 ratio of the dataflow models per family (the models are
+# fitted to ECP5 MVAUs; iCE40 measured on a digits TFC: 2,131 LUT4 for ~1,336 modelled,
+# 1.6) and the share of the device the fit check lets a design use.
+LUT_FACTOR = {"ice40": 1.6, "ecp5": 1.0}
+LUT_USABLE = 0.92
+# Block RAM shapes (depth, width) per family, cheapest first (ECP5 DP16KD, iCE40
+# SB_RAM40_4K) and the depth from which a memory goes to block RAM (bnnhw.dataflow.models).
+EBR_CONFIGS = {"ecp5": ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)),
+               "ice40": ((2048, 2), (1024, 4), (512, 8), (256, 16))}
+# The shells' own logic (measured: UART shell on iCE40 ~590 LUT4 with its clock domain).
+SHELL_LUT = {"uart": {"ice40": 620, "ecp5": 520}, "selftest": {"ice40": 160, "ecp5": 140}}
+
+
+def _log(msg: str) -> None:
+    print(f"[bnnhw build] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- CLI
+
+def add_arguments(p):
+    from .common import add_dataset_args, add_threads_arg
+    from .sim import add_folding_args
+    p.add_argument("--model", default=None,
+                   help="training checkpoint (.pt) or IR file (optional with --from)")
+    p.add_argument("--board", required=True,
+                   help="board name (see `bnnhw boards`) or an amaranth-boards platform as "
+                        "module:Class")
+    p.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="build folder: IR, folding.json, Verilog, logs, reports, bitstream")
+    add_folding_args(p)
+    for a in p._actions:   # same options as `bnnhw sim`; the clock means more here
+        if "--clock-mhz" in a.option_strings:
+            a.help = ("accelerator clock through the board's PLL (default: the board "
+                      "oscillator); also the clock of --target-fps")
+        if "--target-fps" in a.option_strings:
+            a.help = "frames per second to reach at the build clock"
+    p.add_argument("--self-test", nargs="?", type=int, const=DEFAULT_SELFTEST_IMAGES,
+                   default=None, metavar="N",
+                   help="self-test bitstream: the first N (default "
+                        f"{DEFAULT_SELFTEST_IMAGES}) test images and their golden classes "
+                        "in on-chip memory, pass/fail on the LEDs (no host link)")
+    add_dataset_args(p, required=False)
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    p.add_argument("--baud", type=int, default=None,
+                   help="UART baud rate (default: 3000000 where the clock divides it within "
+                        "1.5%%, else 1000000)")
+    p.add_argument("--allow-timing-fail", action="store_true",
+                   help="keep the bitstream even when nextpnr's fmax is below the clock")
+    p.add_argument("--no-per-module", action="store_true",
+                   help="skip the second (hierarchical) synthesis that gives per-layer "
+                        "resources")
+    p.add_argument("--no-plot", action="store_true", help="do not draw report.png")
+    p.add_argument("--dry-run", action="store_true",
+                   help="stop before the tools: write the build folder and the board's build "
+                        "plan (DIR/build: RTLIL, Yosys script, constraints, commands)")
+    p.add_argument("--gate-sim", type=int, default=0, metavar="N",
+                   help="after the build, simulate the synthesised accelerator netlist "
+                        "(same Yosys script) on N test images against the golden model")
+    add_threads_arg(p)
+
+
+def run(args) -> dict:
+    from .common import set_threads
+    set_threads(args.threads)
+    res = run_build(
+        args.model, args.board, args.output, folding=args.folding,
+        target_cycles=args.target_cycles, target_fps=args.target_fps,
+        clock_mhz=args.clock_mhz, max_luts=args.max_luts, from_dir=args.from_dir,
+        self_test=args.self_test, dataset=args.dataset, split=args.split,
+        data_dir=args.data_dir, seed=args.seed, baud=args.baud,
+        allow_timing_fail=args.allow_timing_fail, per_module=not args.no_per_module,
+        plot=not args.no_plot, gate_sim=args.gate_sim, dry_run=args.dry_run)
+    if not getattr(args, "json", False):
+        print(res["_table"])
+    return {k: v for k, v in res.items() if not k.startswith("_")}
+
+
+# ---------------------------------------------------------------------------- stages
+
+@contextlib.contextmanager
+def _stage(name: str, out_dir: str | None = None):
+    """Turn an unexpected exception of a stage into a BnnhwError that names the stage
+    (the traceback goes to DIR/logs/STAGE.log when the folder exists)."""
+    try:
+        yield
+    except (BnnhwError, KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:   # a bug or an environment problem: no traceback on screen
+        where = ""
+        if out_dir and os.path.isdir(out_dir):
+            logs = os.path.join(out_dir, "logs")
+            os.makedirs(logs, exist_ok=True)
+            path = os.path.join(logs, f"{name}.log")
+            with open(path, "w", encoding="utf-8") as f:
+                traceback.print_exc(file=f)
+            where = f"; log: {path}"
+        raise BnnhwError(f"build stage {name} failed: {type(e).__name__}: {e}{where}",
+                         "this is probably a bnnhw bug: please report it with the model "
+                         "and the command line") from e
+
+
+# ---------------------------------------------------------------------------- fit
+
+@dataclass
+class FitEstimate:
+    """Estimated resources of an accelerator plus its shell on a board."""
+    board: str
+    family: str
+    lut: int
+    ebr: int
+    lut_capacity: int
+    ebr_capacity: int
+    lut_usable: int
+    accelerator_lut: int
+    accelerator_ebr: int
+    shell_lut: int
+    shell_ebr: int
+    layers: list = field(default_factory=list)      # [{name, lut, ebr}]
+    fifos: dict = field(default_factory=dict)       # {lut, ebr}
+
+    @property
+    def fits(self) -> bool:
+        return self.lut <= self.lut_usable and self.ebr <= self.ebr_capacity
+
+    def over(self) -> str:
+        parts = []
+        if self.lut > self.lut_usable:
+            parts.append(f"~{self.lut} LUT4 of {self.lut_capacity} ({self.lut_usable} usable)")
+        if self.ebr > self.ebr_capacity:
+            parts.append(f"~{self.ebr} block RAMs of {self.ebr_capacity}")
+        return " and ".join(parts)
+
+    def to_dict(self) -> dict:
+        return {"board": self.board, "family": self.family, "lut": self.lut, "ebr": self.ebr,
+                "lut_capacity": self.lut_capacity, "lut_usable": self.lut_usable,
+                "ebr_capacity": self.ebr_capacity, "accelerator_lut": self.accelerator_lut,
+                "accelerator_ebr": self.accelerator_ebr, "shell_lut": self.shell_lut,
+                "shell_ebr": self.shell_ebr, "fits": self.fits, "layers": self.layers,
+                "fifos": self.fifos, "lut_factor": LUT_FACTOR[self.family],
+                "model": "bnnhw.dataflow.models with the family's block RAM shapes; LUT4s "
+                         "scaled by lut_factor; a share LUT_USABLE of the LUTs usable"}
+
+
+@contextlib.contextmanager
+def _family_memories(family: str):
+    """Evaluate the dataflow cost models with ``family``'s block RAM shapes.
+
+    (bnnhw.dataflow.models knows the ECP5 DP16KD only; its memory_cost reads the
+    module-level table at call time.)"""
+    from ..dataflow import models as M
+    saved = M._EBR_CONFIGS
+    M._EBR_CONFIGS = EBR_CONFIGS[family]
+    try:
+        yield M
+    finally:
+        M._EBR_CONFIGS = saved
+
+
+def _ice40_ibuf(core, cost) -> None:
+    """iCE40: Yosys puts an MVAU's input double buffer (a RAM) into SB_RAM40_4K blocks
+    from about 512 bits on, however shallow (measured: 40 x 16 bits -> 3 blocks), where
+    the dataflow models count LUTs below 128 words."""
+    if getattr(core, "kind", "") not in ("mvau", "first_layer_mvau"):
+        return
+    width, depth = core.simd * core.bits, 2 * (core.mw // core.simd)
+    if depth < 128 and width * depth >= 512:
+        cost.lut -= width * (-(-depth // 16))
+        cost.ebr += (-(-width // 16)) * (-(-depth // 256))
+
+
+def _shell_cost(board, design, shell: str, selftest_count: int = 0):
+    from ..dataflow import models as M
+    ir = design.ir
+    n = ir.input.height * ir.input.width * ir.input.channels
+    lut = float(SHELL_LUT[shell][board.family])
+    if shell == "uart":
+        c = M.memory_cost(design.input_width, 2 * n)         # ping-pong image buffers
+    else:
+        c = M.memory_cost(design.input_width, selftest_count * n).add(
+            M.memory_cost(design.output_width, selftest_count))
+    return lut + c.lut, c.ebr
+
+
+def estimate_fit(design, board, *, shell: str = "uart", selftest_count: int = 0) -> FitEstimate:
+    """Estimated LUT4 and block RAM use of ``design`` (a :class:`bnnhw.dataflow.Design`)
+    inside ``shell`` ("uart" or "selftest") on ``board``, before any synthesis."""
+    from ..boards.registry import get_board
+    from ..dataflow.design import core_cost
+    from ..dataflow import models as _M
+    board = get_board(board)
+    fam = board.family
+    layers: dict[str, dict] = {}
+    with _family_memories(fam) as M:
+        order = []
+        for core, lname in zip(design.chain.cores, design.chain.layers):
+            if lname == "label_select":
+                lname = design.ir.layers[-1].name
+            c = core_cost(core)
+            if fam == "ice40":
+                _ice40_ibuf(core, c)
+            if lname not in layers:
+                layers[lname] = {"name": lname, "lut": 0.0, "ebr": 0}
+                order.append(lname)
+            layers[lname]["lut"] += c.lut
+            layers[lname]["ebr"] += c.ebr
+        fifo = _M.Cost()
+        for core, depth in zip(design.chain.cores, design.fifo_depths):
+            if depth > 0:
+                fifo.add(M.fifo_cost(width=core.o_width, depth=depth))
+        shell_lut, shell_ebr = _shell_cost(board, design, shell, selftest_count)
+    k = LUT_FACTOR[fam]
+    rows = [{"name": n, "lut": int(round(layers[n]["lut"] * k)), "ebr": int(layers[n]["ebr"])}
+            for n in order]
+    acc_lut = sum(r["lut"] for r in rows) + int(round(fifo.lut * k))
+    acc_ebr = sum(r["ebr"] for r in rows) + fifo.ebr
+    cap = board.capacity
+    shell_lut = int(round(shell_lut))
+    return FitEstimate(board=board.name, family=fam, lut=acc_lut + shell_lut,
+                       ebr=acc_ebr + shell_ebr, lut_capacity=cap.lut4, ebr_capacity=cap.ebr,
+                       lut_usable=int(cap.lut4 * LUT_USABLE), accelerator_lut=acc_lut,
+                       accelerator_ebr=acc_ebr, shell_lut=shell_lut, shell_ebr=shell_ebr,
+                       layers=rows, fifos={"lut": int(round(fifo.lut * k)), "ebr": fifo.ebr})
+
+
+def _achievable_targets(ir) -> list[int]:
+    """Every per-layer cycles-per-frame figure some legal folding reaches, from the
+    network's fastest bound up (the targets worth trying)."""
+    from ..dataflow.folding import (LayerFold, in_width, layer_figures, legal_values,
+                                    min_cycles, network_geometry)
+    lo = max(c for c, _ in min_cycles(ir).values())
+    values = {lo}
+    for g in network_geometry(ir):
+        lv = legal_values(g)
+        if g.kind == "maxpool":
+            folds = [LayerFold(g.name, g.kind, simd=s) for s in lv["simd"]]
+        else:
+            folds = [LayerFold(g.name, g.kind, simd=s, pe=p, planes=q)
+                     for p in lv["pe"] for s in lv["simd"] for q in lv.get("planes", [1])]
+        for f in folds:
+            cyc, _ = layer_figures(g, f, in_width(g, f))
+            c = max(cyc.values())
+            if c >= lo:
+                values.add(c)
+    return sorted(values)
+
+
+def _fold_further_hint(design, fit: FitEstimate) -> tuple[str, str]:
+    """Which layers to fold further (largest estimated LUT or block RAM users first)."""
+    from ..dataflow.folding import legal_values, network_geometry
+    geo = {g.name: g for g in network_geometry(design.ir)}
+    key = "lut" if fit.lut > fit.lut_usable else "ebr"
+    ranked = sorted((r for r in fit.layers if r["name"] in geo), key=lambda r: -r[key])
+    tips = []
+    for r in ranked[:3]:
+        if r[key] <= 0:
+            continue
+        f = design.plan.fold(r["name"])
+        g = geo[r["name"]]
+        if g.kind == "maxpool":
+            smaller = [v for v in legal_values(g)["simd"] if v < f.simd]
+            tip = f"simd={smaller[-1]}" if smaller else "already fully folded"
+            now = f"simd={f.simd}"
+        else:
+            lv = legal_values(g)
+            if key == "ebr":
+                # block RAMs: fewer, deeper memories (smaller PE), or a narrower one
+                pe = [v for v in lv["pe"] if v < f.pe]
+                tip = (f"pe={pe[-1]}" if pe else "already at pe=1 (block RAMs hold its "
+                       "weights: a bigger device is needed)")
+            else:
+                pe = [v for v in lv["pe"] if v < f.pe]
+                simd = [v for v in lv["simd"] if v < f.simd]
+                tip = (f"pe={pe[-1]}" if pe else f"simd={simd[-1]}" if simd
+                       else "already fully folded")
+            now = f"simd={f.simd} pe={f.pe}"
+        tips.append(f"{r['name']} ({now}: ~{r[key]} {'LUT4' if key == 'lut' else 'EBR'}; "
+                    f"try {tip})")
+    what = ("fold further: " + "; ".join(tips)) if tips else "fold the layers further"
+    return what, ("edit folding.json (or lower --target-fps / raise --target-cycles), or drop "
+                  "the folding options to let bnnhw choose the fastest folding that fits")
+
+
+def _weight_memory_bits(ir) -> int:
+    return sum(getattr(l, "mw", 0) * getattr(l, "mh", 0) for l in ir.layers) + sum(
+        l.mh * l.acc_bits for l in ir.layers
+        if getattr(l, "thresholds", None) is not None)
+
+
+def _bigger_boards(ir, board) -> str:
+    """Names of registered boards whose block RAM holds the weights (a hint)."""
+    from ..boards.registry import list_boards
+    need = _weight_memory_bits(ir)
+    names = [b.name for b in list_boards()
+             if b.capacity.ebr_total_bits >= need * 1.15 and b.name != board.name]
+    return ", ".join(names[:3])
+
+
+def _cannot_fit(ir, board, cycles, fit) -> BnnhwError:
+    bits = _weight_memory_bits(ir)
+    cap = board.capacity
+    other = _bigger_boards(ir, board)
+    spram = (f"; its {cap.spram} SPRAMs cannot hold weights (they cannot be initialised "
+             "from the bitstream)") if cap.spram else ""
+    return BnnhwError(
+        f"the network does not fit {board.name} ({board.device}) even fully folded "
+        f"(PE=SIMD=1, {cycles} cycles/frame): estimated {fit.over()}; its weights "
+        f"and thresholds are {bits / 1024:.0f} kbit, the device has "
+        f"{cap.ebr_total_bits / 1024:.0f} kbit of block RAM{spram}",
+        (f"use a bigger board ({other}) or " if other else "use ") +
+        "a narrower network (bnnhw train --width)")
+
+
+def plan_for_board(ir, board, *, folding=None, folding_source=None, target_cycles=None,
+                   target_fps=None, clock_mhz=None, max_luts=None, shell="uart",
+                   selftest_count=0, progress=_log):
+    """``(plan, design, fit)``: the user's folding checked against ``board``, or with no
+    folding option the fastest folding whose estimate fits (see the module docstring)."""
+    from ..dataflow import build_design, plan_folding
+    from ..dataflow.folding import FoldingError
+    explicit = any(v is not None for v in (folding, target_cycles, target_fps, max_luts))
+    kw = dict(shell=shell, selftest_count=selftest_count)
+
+    def evaluate(plan):
+        d = build_design(ir, plan)
+        return d, estimate_fit(d, board, **kw)
+
+    if explicit:
+        plan = plan_folding(ir, folding=folding, source=folding_source,
+                            target_cycles=target_cycles, target_fps=target_fps,
+                            clock_mhz=clock_mhz if target_fps is not None else None,
+                            max_luts=max_luts)
+        design, fit = evaluate(plan)
+        if not fit.fits:
+            values = _achievable_targets(ir)
+            slow_fit = evaluate(plan_folding(ir, target_cycles=values[-1]))[1]
+            if not slow_fit.fits:
+                raise _cannot_fit(ir, board, values[-1], slow_fit)
+            what, hint = _fold_further_hint(design, fit)
+            raise FoldingError(f"the {plan.mode} folding does not fit {board.name} "
+                               f"({board.device}): estimated {fit.over()}; {what}", hint)
+        return plan, design, fit
+
+    values = _achievable_targets(ir)
+    progress(f"plan: searching the fastest folding that fits {board.name} "
+             f"({len(values)} candidate bounds, {values[0]}..{values[-1]} cycles/frame)")
+    cache = {}
+
+    def at(i):
+        if i not in cache:
+            plan = plan_folding(ir, target_cycles=values[i])
+            cache[i] = (plan, *evaluate(plan))
+        return cache[i]
+
+    last = len(values) - 1
+    plan, design, fit = at(last)
+    if not fit.fits:
+        raise _cannot_fit(ir, board, values[-1], fit)
+    lo, hi = 0, last                     # values[hi] fits; find the first that fits
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if at(mid)[2].fits:
+            hi = mid
+        else:
+            lo = mid + 1
+    plan, design, fit = at(hi)
+    plan.mode = "fit"
+    plan.max_luts = None
+    progress(f"plan: fastest fitting folding bounds {plan.bound_cycles} cycles/frame "
+             f"(estimated {fit.lut} LUT4 of {fit.lut_capacity}, {fit.ebr} EBR of "
+             f"{fit.ebr_capacity}; tried {len(cache)} foldings)")
+    return plan, design, fit
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def _read_from_dir(from_dir, model, folding_opts: dict):
+    """(ir, ck, plan, verilog text) of a build folder (``--from DIR``)."""
+    from ..dataflow import read_build_dir
+    from ..export import load_model_any
+    clash = [n for n, v in folding_opts.items() if v is not None]
+    if clash:
+        raise BnnhwError(f"--from uses the build's folding; do not also give "
+                         f"{', '.join(clash)}", "drop them, or build from --model")
+    ir, plan, text, _meta = read_build_dir(from_dir)
+    ck = None
+    if model:
+        other, ck = load_model_any(model)
+        if other.to_bytes() != ir.to_bytes():
+            from .sim import _same_network
+            if not _same_network(ir, other):
+                raise BnnhwError(f"--model {model} is not the network built in {from_dir}",
+                                 "drop --model, or build from the model")
+    return ir, ck, plan, text
+
+
+def _selftest_images(ir, ck, count, dataset, split, data_dir):
+    """(raw images, beats (N, frame_len), golden classes, dataset name)."""
+    import numpy as np
+
+    from ..dataflow import encode_images
+    from ..golden import GoldenModel
+    from .common import dataset_split
+    name = dataset or (ck or {}).get("dataset", {}).get("name") or ir.dataset.get("name")
+    if not name or name in ("synthetic",):
+        raise BnnhwError("the self-test needs test images, and the model does not name a "
+                         "dataset bnnhw can load", "give --dataset NAME or a path (.npz, "
+                         "image folder)")
+    split_ck = ck if ck is not None else {"dataset": ir.dataset, "split": ir.split or None}
+    if split_ck.get("split") is None:
+        split_ck = None
+    ds, x, y = dataset_split(name, split, split_ck, data_dir)
+    q = ir.input
+    if tuple(ds.input_shape) != (q.channels, q.height, q.width):
+        raise BnnhwError(f"dataset {ds.name!r} has inputs {tuple(ds.input_shape)} but the model "
+                         f"expects {(q.channels, q.height, q.width)}",
+                         "use the dataset the model was trained on")
+    if count < 1:
+        raise BnnhwError(f"--self-test needs at least 1 image, not {count}", "e.g. --self-test 8")
+    if len(x) < count:
+        raise BnnhwError(f"the {split} split of {ds.name} has only {len(x)} images",
+                         f"use --self-test {len(x)} or less")
+    x = x[:count]
+    golden = np.asarray(GoldenModel(ir).predict(x)).astype(int)
+    beats = encode_images(ir, x).reshape(count, -1)
+    return x, beats, golden, ds.name
+
+
+def _clear_old_outputs(out_dir):
+    """A new build must not leave the previous build's bitstream or report behind."""
+    for name in ("top.bin", "top.bit", "report.json", "report.txt", "report.png"):
+        p = os.path.join(out_dir, name)
+        if os.path.isfile(p):
+            os.unlink(p)
+
+
+def _bitstreams(out_dir):
+    return [os.path.join(out_dir, n) for n in ("top.bin", "top.bit")
+            if os.path.isfile(os.path.join(out_dir, n))]
+
+
+# ---------------------------------------------------------------------------- the build
+
+def run_build(model, board, out_dir, *, folding=None, target_cycles=None, target_fps=None,
+              clock_mhz=None, max_luts=None, from_dir=None, self_test=None, dataset=None,
+              split="test", data_dir=None, seed=1, baud=None, allow_timing_fail=False,
+              per_module=True, plot=True, gate_sim=0, dry_run=False, progress=_log) -> dict:
+    """Build a bitstream of ``model`` (checkpoint/IR path, or a NetworkIR) for ``board``
+    into ``out_dir`` and return the report's summary (DESIGN.md 3b keys ``board``,
+    ``device``, ``lut``, ``ff``, ``ebr``, ``spram``, ``fmax_mhz``, ``clock_mhz``,
+    ``fps_compute``, ``fps_link``, ``bitstream`` and more; ``report`` is the path of
+    ``report.json``; ``_table`` the printable report).  ``folding`` is a folding file
+    path or its JSON object; ``self_test`` a number of images (None: UART shell).
+    ``dry_run``: stop after the board's build plan (``Platform.build(do_build=False)``,
+    extracted to ``out_dir/build``; no tools run, synthesised figures are None).
+    Raises :class:`BnnhwError` with a message naming the stage that failed."""
+    from ..boards.build import build_bitstream, check_tools
+    from ..boards.clock import plan_clock
+    from ..boards.registry import get_board
+    from ..boards.shell import make_top
+    from .. import report as R
+
+    t_start = time.monotonic()
+    seconds: dict = {}
+    if not out_dir:
+        raise BnnhwError("no output folder given", "pass -o DIR")
+    out_dir = os.fspath(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise BnnhwError(f"output {out_dir!r} exists and is not a folder",
+                         "give a folder name, e.g. -o build-tfc")
+    # cheap checks first: board, tools, clock, seed
+    b = get_board(board)
+    tools = {} if dry_run else check_tools(b.family)
+    clock = plan_clock(b, clock_mhz)
+    if not isinstance(seed, int) or seed < 0:
+        raise BnnhwError(f"--seed must be a non-negative integer, not {seed!r}", "e.g. --seed 1")
+    shell = "uart" if self_test is None else "selftest"
+    if shell == "uart" and b.uart is None:
+        raise BnnhwError(f"board {b.name} has no UART to a host", "build with --self-test")
+    if shell == "selftest" and b.pass_led is None:
+        raise BnnhwError(f"board {b.name} has no LED for the self-test result",
+                         "build without --self-test")
+    progress(f"{b.name}: {b.device}, clock {clock.mhz:g} MHz ({clock.source}), "
+             f"{'self-test shell' if shell == 'selftest' else 'UART shell'}")
+
+    # load
+    t0 = time.monotonic()
+    with _stage("load", out_dir):
+        from ..ir import NetworkIR
+        built_text = None
+        fold_opts = {"--folding": folding, "--target-cycles": target_cycles,
+                     "--target-fps": target_fps, "--max-luts": max_luts}
+        if from_dir:
+            ir, ck, from_plan, built_text = _read_from_dir(from_dir, model, fold_opts)
+        elif isinstance(model, NetworkIR):
+            ir, ck, from_plan = model, None, None
+        elif model:
+            from ..export import load_model_any
+            ir, ck = load_model_any(os.fspath(model))
+            from_plan = None
+        else:
+            raise BnnhwError("no model given", "pass --model m.pt (or an IR file), or --from DIR")
+    seconds["load"] = time.monotonic() - t0
+
+    # self-test images (before anything is written: a wrong dataset fails early)
+    st = None
+    if shell == "selftest":
+        with _stage("selftest-data", out_dir):
+            st = _selftest_images(ir, ck, self_test, dataset, split, data_dir)
+        progress(f"self-test: {len(st[2])} {split} images of {st[3]}, golden classes "
+                 f"{st[2].tolist()[:12]}{'...' if len(st[2]) > 12 else ''}")
+
+    # plan + fit
+    t0 = time.monotonic()
+    with _stage("plan", out_dir):
+        from ..dataflow import build_design, load_folding_file
+        kw = dict(shell=shell, selftest_count=self_test or 0)
+        if from_plan is not None:
+            design = build_design(ir, from_plan)
+            plan, fit = from_plan, estimate_fit(design, b, **kw)
+            if not fit.fits:
+                what, hint = _fold_further_hint(design, fit)
+                raise BnnhwError(f"the design of {from_dir} does not fit {b.name}: estimated "
+                                 f"{fit.over()}; {what}", hint)
+        else:
+            fdata, fsrc = folding, None
+            if isinstance(folding, (str, os.PathLike)):
+                fsrc = os.fspath(folding)
+                fdata = load_folding_file(fsrc)
+            plan, design, fit = plan_for_board(
+                ir, b, folding=fdata, folding_source=fsrc, target_cycles=target_cycles,
+                target_fps=target_fps, clock_mhz=clock.mhz, max_luts=max_luts,
+                progress=progress, **kw)
+    seconds["plan"] = time.monotonic() - t0
+    progress(f"plan ({plan.mode}): bound {plan.bound_cycles} cycles/frame (bottleneck "
+             f"{plan.bottleneck}); estimated {fit.lut} LUT4 / {fit.lut_capacity}, "
+             f"{fit.ebr} EBR / {fit.ebr_capacity}\n{plan.describe()}")
+
+    # design + build folder
+    t0 = time.monotonic()
+    with _stage("design", out_dir):
+        from ..dataflow import write_build_dir
+        text = design.verilog()
+        if built_text is not None and text != built_text:
+            raise BnnhwError(f"the design rebuilt from {from_dir} differs from its "
+                             f"{'bnnhw_top.v'} (another bnnhw version?)",
+                             "rebuild the folder from the model")
+        os.makedirs(out_dir, exist_ok=True)
+        _clear_old_outputs(out_dir)
+        paths = write_build_dir(out_dir, ir, plan, design)
+    seconds["design"] = time.monotonic() - t0
+    progress(f"design: {len(design.chain.cores)} cores, FIFOs {design.fifo_depths}; build "
+             f"folder {out_dir} ({len(text) // 1024} KiB Verilog, {seconds['design']:.1f} s)")
+
+    # shell + bitstream
+    q = ir.input
+    frame_len = q.height * q.width * q.channels
+    with _stage("shell", out_dir):
+        top = make_top(b, design.top, frame_len, clock_mhz=clock_mhz,
+                       baud=baud if shell == "uart" else None,
+                       selftest=(list(st[1]), list(st[2])) if st else None)
+    if dry_run:
+        with _stage("build-plan", out_dir):
+            from ..boards.build import platform_overrides
+            t0 = time.monotonic()
+            bplan = b.make_platform().build(top, name="top", do_build=False,
+                                            **platform_overrides("top", seed=seed,
+                                                                 netlist=True))
+            bplan.extract(os.path.join(out_dir, "build"))
+            seconds["elaborate"] = time.monotonic() - t0
+        rep = None
+        progress(f"build plan (no tools run): {os.path.join(out_dir, 'build')}")
+    else:
+        rep = build_bitstream(top, b, out_dir, seed=seed, per_module=per_module,
+                              allow_timing_fail=allow_timing_fail, netlist=True)
+        for k, v in rep.seconds.items():
+            seconds[k if k != "total" else "board_build"] = v
+
+    # report
+    t0 = time.monotonic()
+    with _stage("report", out_dir):
+        shell_obj = top.core
+        link = R.link_figures(shell_obj, frame_len) if shell == "uart" else None
+        gate = None
+        report = R.build_report(
+            ir=ir, plan=plan, design=design, board=b, clock=clock, board_report=rep,
+            fit=fit.to_dict(), link=link, tools=tools, out_dir=out_dir,
+            selftest=({"images": int(len(st[2])), "dataset": st[3], "split": split,
+                       "golden_classes": st[2].tolist()} if st else None),
+            files=dict(paths, bitstream=rep.bitstream if rep else None,
+                       netlist=None if dry_run else os.path.join(out_dir, "build",
+                                                                 "top.netlist.v"),
+                       build_plan=os.path.join(out_dir, "build")),
+            seconds=seconds)
+    if gate_sim:
+        with _stage("gate-sim", out_dir):
+            gate = _gate_sim(ir, ck, design, b, gate_sim, dataset, split, data_dir, out_dir,
+                             progress)
+        report["gate_sim"] = gate
+    with _stage("report", out_dir):
+        seconds["report"] = time.monotonic() - t0
+        seconds["total"] = time.monotonic() - t_start
+        report["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
+        report["plot"] = R.write_plot(report, os.path.join(out_dir, "report.png")) \
+            if plot else None
+        if plot and report["plot"] is None:
+            report.setdefault("notes", []).append(
+                "matplotlib is not installed: no report.png (pip install matplotlib)")
+        table = R.format_report(report)
+        R.write_report(report, out_dir, table)
+    if gate is not None and not gate["ok"]:
+        raise BnnhwError(f"gate-level simulation: {gate['mismatches']} of {gate['frames']} "
+                         f"images differ from the golden model"
+                         + (" (timed out)" if gate.get("timed_out") else ""),
+                         f"the bitstream was built, but its synthesised netlist misbehaves "
+                         f"(files in {gate.get('work_dir')}); please report it")
+    progress(f"done in {seconds['total']:.1f} s: "
+             f"{report['bitstream'] or 'build plan only (--dry-run)'}")
+    out = R.summary(report)
+    out["_table"] = table
+    return out
+
+
+def _gate_sim(ir, ck, design, board, count, dataset, split, data_dir, out_dir, progress):
+    from ..gatesim import gate_level_check
+    x, _, _, _ = _selftest_images(ir, ck, count, dataset, split, data_dir)
+    res = gate_level_check(design, board, x, os.path.join(out_dir, "gatesim"),
+                           progress=progress)
+    progress(f"gate-level: {res['frames']} images, {res['mismatches']} mismatches "
+             f"(synth {res['synth_s']} s, Verilator build {res['sim_build_s']} s)")
+    return res

@@ -74,13 +74,15 @@ def _tool(name: str) -> str:
 
 
 def bench_mvau(pe: int, simd: int, *, mw=256, mh=256, pnr=True, workdir=None, seed=0,
-               freq=100.0, levels_per_stage=2, router="router2") -> dict:
+               freq=100.0, levels_per_stage=2, router="router2", weight_style=None) -> dict:
     rng = np.random.default_rng(seed)
     w = rng.integers(0, 2, (mh, mw)).astype(np.uint8)
     t = rng.integers(mw // 2 - 16, mw // 2 + 16, mh)
     t0 = time.time()
-    core = MVAU(name=f"fc_{pe}x{simd}", mw=mw, mh=mh, simd=simd, pe=pe, weights=w,
-                thresholds=t, levels_per_stage=levels_per_stage)
+    def make(name):
+        return MVAU(name=name, mw=mw, mh=mh, simd=simd, pe=pe, weights=w, thresholds=t,
+                    levels_per_stage=levels_per_stage, weight_style=weight_style)
+    core = make(f"fc_{pe}x{simd}")
     top = SmallPinWrapper(core)
     wd = Path(workdir or tempfile.mkdtemp(prefix=f"bench_{pe}x{simd}_"))
     wd.mkdir(parents=True, exist_ok=True)
@@ -89,16 +91,14 @@ def bench_mvau(pe: int, simd: int, *, mw=256, mh=256, pnr=True, workdir=None, se
     s = synth_stats(top, "ecp5", workdir=wd, json_out=str(netlist))
     t2 = time.time()
     row = {"core": "mvau", "mw": mw, "mh": mh, "pe": pe, "simd": simd,
-           "levels_per_stage": levels_per_stage,
+           "levels_per_stage": levels_per_stage, "weight_style": weight_style,
            "cycles_per_vector": core.throughput, "latency": core.latency,
            "lut4": s["lut"], "ff": s["ff"], "ebr": s["ram"], "lutram_cells": s["lutram"],
            "carry": s["carry"], "synth_s": round(t2 - t1, 1), "fmax_mhz": None, "pnr_s": None,
            "workdir": str(wd)}
     gen0 = time.time()
     from amaranth.back import rtlil
-    rtlil.convert(SmallPinWrapper(MVAU(name="gen", mw=mw, mh=mh, simd=simd, pe=pe, weights=w,
-                                       thresholds=t, levels_per_stage=levels_per_stage)),
-                  name="top")
+    rtlil.convert(SmallPinWrapper(make("gen")), name="top")
     row["generate_s"] = round(time.time() - gen0, 2)
     if pnr:
         report = wd / "report.json"
@@ -133,6 +133,8 @@ def main(argv=None):
     ap.add_argument("--freq", type=float, default=100.0, help="nextpnr target MHz")
     ap.add_argument("--router", default="router2", choices=["router1", "router2"],
                     help="nextpnr router (router2 is far faster on the congested 32x64)")
+    ap.add_argument("--weight-style", choices=["block", "logic"], default=None,
+                    help="force weight memories into block RAM or LUTs (default: Yosys decides)")
     ap.add_argument("--levels-per-stage", type=int, default=2,
                     help="adder-tree levels between pipeline registers (default 2)")
     ap.add_argument("--workdir", help="keep the tool files here (one subfolder per config)")
@@ -147,7 +149,7 @@ def main(argv=None):
         wd = os.path.join(args.workdir, cfg) if args.workdir else None
         row = bench_mvau(pe, simd, mw=args.mw, mh=args.mh, pnr=not args.no_pnr, workdir=wd,
                          freq=args.freq, levels_per_stage=args.levels_per_stage,
-                         router=args.router)
+                         router=args.router, weight_style=args.weight_style)
         rows.append(row)
         fmax = f"{row['fmax_mhz']:.1f}" if row["fmax_mhz"] else "-"
         print(f"{f'{pe}x{simd}':>12} {row['cycles_per_vector']:>7} {row['lut4']:>7} "

@@ -90,7 +90,8 @@ class MatrixVectorUnit(StreamCore):
     """
 
     def __init__(self, *, name, mw, mh, simd, pe, weights, thresholds,
-                 bits, signed_input, planes, binary, levels_per_stage, score="dot"):
+                 bits, signed_input, planes, binary, levels_per_stage, score="dot",
+                 weight_style=None):
         self.name = str(name)
         self.mw = check_positive_int(mw, "MW", self.name)
         self.mh = check_positive_int(mh, "MH", self.name)
@@ -108,6 +109,10 @@ class MatrixVectorUnit(StreamCore):
                                                    self.name)
         self.sf, self.nf = mw // simd, mh // pe
         self.groups = bits // planes
+        if weight_style not in (None, "block", "logic"):
+            raise ValueError(f"layer {self.name}: weight_style={weight_style!r}; use None "
+                             f"(Yosys decides), 'block' (block RAM) or 'logic' (LUTs)")
+        self.weight_style = weight_style
 
         w = np.asarray(weights)
         if w.shape != (mh, mw):
@@ -332,7 +337,9 @@ class MatrixVectorUnit(StreamCore):
         wmems = layout.pack_weights(self.weights, PE, SIMD)
         wdata = []
         for p in range(PE):
-            mem = Memory(shape=unsigned(SIMD), depth=NF * SF, init=wmems[p])
+            attrs = ({"ram_style": self.weight_style, "rom_style": self.weight_style}
+                     if self.weight_style else None)
+            mem = Memory(shape=unsigned(SIMD), depth=NF * SF, init=wmems[p], attrs=attrs)
             m.submodules[f"weights_pe{p}"] = mem
             port = mem.read_port()
             m.d.comb += [port.addr.eq(waddr), port.en.eq(adv)]
@@ -495,6 +502,8 @@ class _MVAUConformance(Conformance):
             (dict(mw=0, mh=10, simd=1, pe=1, name="fc0"), "fc0"),
             (dict(mw=16, mh=8, simd=4, pe=2, levels_per_stage=0, name="fcl"), "fcl"),
             (dict(mw=16, mh=8, simd=4, pe=2, thresholds="max", name="fcs"), "fcs: score='max'"),
+            (dict(mw=16, mh=8, simd=4, pe=2, weight_style="bram", name="fcb"),
+             "fcb: weight_style='bram'"),
             (dict(mw=16, mh=8, simd=4, pe=2, thresholds=True, weights_shape=(8, 15),
                   name="fcw"), "fcw: weights have shape (8, 15)"),
         ]
@@ -539,10 +548,11 @@ class MVAU(MatrixVectorUnit):
     golden = staticmethod(golden_ops.xnor_popcount)
 
     def __init__(self, *, mw, mh, simd, pe, weights, thresholds=None, name="mvau",
-                 levels_per_stage=2, score="dot"):
+                 levels_per_stage=2, score="dot", weight_style=None):
         super().__init__(name=name, mw=mw, mh=mh, simd=simd, pe=pe, weights=weights,
                          thresholds=thresholds, bits=1, signed_input=False, planes=1,
-                         binary=True, levels_per_stage=levels_per_stage, score=score)
+                         binary=True, levels_per_stage=levels_per_stage, score=score,
+                         weight_style=weight_style)
 
 
 class _FirstLayerConformance(Conformance):
@@ -636,8 +646,8 @@ class FirstLayerMVAU(MatrixVectorUnit):
     golden = staticmethod(golden_ops.first_layer_acc)
 
     def __init__(self, *, mw, mh, simd, pe, weights, bits, signed, planes_per_cycle=1,
-                 thresholds=None, name="first_layer", levels_per_stage=2):
+                 thresholds=None, name="first_layer", levels_per_stage=2, weight_style=None):
         super().__init__(name=name, mw=mw, mh=mh, simd=simd, pe=pe, weights=weights,
                          thresholds=thresholds, bits=bits, signed_input=signed,
                          planes=planes_per_cycle, binary=False,
-                         levels_per_stage=levels_per_stage)
+                         levels_per_stage=levels_per_stage, weight_style=weight_style)

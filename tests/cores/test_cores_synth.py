@@ -39,3 +39,14 @@ def test_synth_infers_block_ram(entry, family, tmp_path):
     s = synth_stats(core, family, workdir=tmp_path)
     assert s["lut"] > 0 and s["ff"] > 0, s["cells"]
     assert s["ram"] >= 1, s["cells"]
+
+
+def test_mvau_weight_style_block_forces_block_ram(tmp_path):
+    """A shallow weight ROM would become LUTs; weight_style='block' puts it in EBR."""
+    from bnnhw.cores import MVAU
+    rng = np.random.default_rng(1)
+    w = rng.integers(0, 2, (8, 64)).astype(np.uint8)
+    core = MVAU(name="fc", mw=64, mh=8, simd=8, pe=4, weights=w,
+                thresholds=rng.integers(0, 65, 8), weight_style="block")
+    s = synth_stats(core, "ecp5", workdir=tmp_path)
+    assert s["ram"] >= 4, s["cells"]          # one DP16KD per PE

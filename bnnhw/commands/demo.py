@@ -18,6 +18,7 @@ def add_arguments(p):
     p.add_argument("-o", "--output", default="bnnhw-demo", help="output directory")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--board", default="icebreaker", help="board to build for (default icebreaker)")
 
 
 def run(args):
@@ -51,12 +52,29 @@ def run(args):
     if g.get("disagreements") != 0:
         raise BnnhwError(f"golden model disagrees with torch on {g.get('disagreements')} images",
                          "this is a bnnhw bug: please report it with the model file")
+    build_dir = os.path.join(out, "build")
+    b = step("build", f"build for {args.board} (fold, generate, synthesise, place, route, pack)",
+             ["build", "--model", ir, "--board", args.board, "-o", build_dir])
+    sm = step("sim", "simulate the built design in Verilator, bit-exact vs golden, with stalls",
+              ["sim", "--from", build_dir, "--dataset", "digits", "--stall", "0.3"])
+    if sm.get("mismatches") != 0:
+        raise BnnhwError(f"hardware simulation mismatches the golden model on "
+                         f"{sm.get('mismatches')} images", "see the waveform in the build folder")
     summary = {
         "output": out,
         "torch_accuracy": report["eval_torch"]["accuracy"],
         "golden_accuracy": g["accuracy"],
         "golden_disagreements": g["disagreements"],
         "test_images": g["count"],
+        "sim_frames": sm.get("frames"),
+        "sim_mismatches": sm.get("mismatches"),
+        "sim_cycles_per_frame": sm.get("cycles_per_frame"),
+        "bound_cycles_per_frame": sm.get("bound_cycles_per_frame"),
+        "board": b.get("board"),
+        "lut": b.get("lut"), "ff": b.get("ff"), "ebr": b.get("ebr"),
+        "fmax_mhz": b.get("fmax_mhz"), "clock_mhz": b.get("clock_mhz"),
+        "fps_compute": b.get("fps_compute"), "fps_link": b.get("fps_link"),
+        "bitstream": b.get("bitstream"),
     }
     if not args.json:
         print("\nbnnhw demo report")

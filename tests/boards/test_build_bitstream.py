@@ -16,7 +16,7 @@ def _needs(family):
     try:
         check_tools(family)
     except BnnhwError as e:
-        pytest.skip(e.message)
+        pytest.fail(f"required tool missing (installed by tools/dev.sh): {e.message}")
 
 
 def test_icebreaker_bitstream(tmp_path):

@@ -19,8 +19,14 @@ the golden model.
 
 Block RAM clock enables: the iCE40 ``SB_RAM40_4K`` ports ``RCLKE``/``WCLKE``
 (ECP5 ``DP16KD``: ``CEA``/``CEB``) read as 1 when left unconnected (the
-cell models' default assignments, and the hardware); :func:`ram_enables`
-lists what every block RAM instance gets, and a constant 0 is an error.
+hardware, and the cell models' default port values); :func:`ram_enables`
+lists what every block RAM instance gets, and a read enable tied to 0 is an
+error.  The simulation does not rely on default port values: Verilator 5.048
+applies a port default (``input I0 = 1'b0`` in ``SB_LUT4``) to the net that
+is connected to the port -- the test bench's reset was held at 0 that way --
+so the iCE40 models are compiled with ``NO_ICE40_DEFAULT_ASSIGNMENTS`` and
+every unconnected input whose default is 1 is tied to 1 in a copy of the
+netlist (:func:`tie_default_inputs`).
 """
 from __future__ import annotations
 
@@ -238,10 +244,11 @@ def simulate_netlist(net: NetlistResult, in_beats, expected, *, wi: int, wo: int
     text, tied = tie_default_inputs(net.verilog.read_text(), net.family)
     sim_v = net.verilog.with_name(net.verilog.name.replace(".netlist.v", ".netlist_sim.v"))
     sim_v.write_text(text)
-    flags = list(VERILATOR_FLAGS)
+    models = cell_models(net.family)
+    flags = list(VERILATOR_FLAGS) + [f"-I{models.parent}"]   # ECP5 models `include .vh files
     if net.family == "ice40":
         flags.append("-DNO_ICE40_DEFAULT_ASSIGNMENTS")
-    res = simulate([str(sim_v), str(cell_models(net.family))], net.top, in_beats,
+    res = simulate([str(sim_v), str(models)], net.top, in_beats,
                    expected, wi=wi, wo=wo, stall=stall, seed=seed, simulator="verilator",
                    frame_in_beats=frame_in_beats, timeout_cycles=timeout_cycles,
                    extra_build_args=flags, bench=bench, waves=False, work_dir=work_dir)

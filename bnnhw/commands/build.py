@@ -445,8 +445,9 @@ def _read_from_dir(from_dir, model, folding_opts: dict):
     return ir, ck, plan, text
 
 
-def _selftest_images(ir, ck, count, dataset, split, data_dir):
-    """(raw images, beats (N, frame_len), golden classes, dataset name)."""
+def _selftest_images(ir, ck, count, dataset, split, data_dir, what="--self-test"):
+    """(raw images, beats (N, frame_len), golden classes, dataset name) of the first
+    ``count`` images of ``split`` (``what``: the option that asked, for messages)."""
     import numpy as np
 
     from ..dataflow import encode_images
@@ -454,7 +455,7 @@ def _selftest_images(ir, ck, count, dataset, split, data_dir):
     from .common import dataset_split
     name = dataset or (ck or {}).get("dataset", {}).get("name") or ir.dataset.get("name")
     if not name or name in ("synthetic",):
-        raise BnnhwError("the self-test needs test images, and the model does not name a "
+        raise BnnhwError(f"{what} needs test images, and the model does not name a "
                          "dataset bnnhw can load", "give --dataset NAME or a path (.npz, "
                          "image folder)")
     split_ck = ck if ck is not None else {"dataset": ir.dataset, "split": ir.split or None}
@@ -467,10 +468,10 @@ def _selftest_images(ir, ck, count, dataset, split, data_dir):
                          f"expects {(q.channels, q.height, q.width)}",
                          "use the dataset the model was trained on")
     if count < 1:
-        raise BnnhwError(f"--self-test needs at least 1 image, not {count}", "e.g. --self-test 8")
+        raise BnnhwError(f"{what} needs at least 1 image, not {count}", f"e.g. {what} 8")
     if len(x) < count:
         raise BnnhwError(f"the {split} split of {ds.name} has only {len(x)} images",
-                         f"use --self-test {len(x)} or less")
+                         f"use {what} {len(x)} or less")
     x = x[:count]
     golden = np.asarray(GoldenModel(ir).predict(x)).astype(int)
     beats = encode_images(ir, x).reshape(count, -1)
@@ -483,11 +484,6 @@ def _clear_old_outputs(out_dir):
         p = os.path.join(out_dir, name)
         if os.path.isfile(p):
             os.unlink(p)
-
-
-def _bitstreams(out_dir):
-    return [os.path.join(out_dir, n) for n in ("top.bin", "top.bit")
-            if os.path.isfile(os.path.join(out_dir, n))]
 
 
 # ---------------------------------------------------------------------------- the build
@@ -560,6 +556,12 @@ def run_build(model, board, out_dir, *, folding=None, target_cycles=None, target
             st = _selftest_images(ir, ck, self_test, dataset, split, data_dir)
         progress(f"self-test: {len(st[2])} {split} images of {st[3]}, golden classes "
                  f"{st[2].tolist()[:12]}{'...' if len(st[2]) > 12 else ''}")
+
+    gate_x = None
+    if gate_sim:
+        with _stage("gate-sim-data", out_dir):
+            gate_x = _selftest_images(ir, ck, gate_sim, dataset, split, data_dir,
+                                      "--gate-sim")[0]
 
     # plan + fit
     t0 = time.monotonic()
@@ -644,10 +646,12 @@ def run_build(model, board, out_dir, *, folding=None, target_cycles=None, target
                        build_plan=os.path.join(out_dir, "build")),
             seconds=seconds)
     if gate_sim:
+        t1 = time.monotonic()
         with _stage("gate-sim", out_dir):
-            gate = _gate_sim(ir, ck, design, b, gate_sim, dataset, split, data_dir, out_dir,
-                             progress)
+            gate = _gate_sim(design, b, gate_x, out_dir, progress)
         report["gate_sim"] = gate
+        seconds["gate_sim"] = time.monotonic() - t1
+        t0 += seconds["gate_sim"]
     with _stage("report", out_dir):
         seconds["report"] = time.monotonic() - t0
         seconds["total"] = time.monotonic() - t_start
@@ -672,9 +676,8 @@ def run_build(model, board, out_dir, *, folding=None, target_cycles=None, target
     return out
 
 
-def _gate_sim(ir, ck, design, board, count, dataset, split, data_dir, out_dir, progress):
+def _gate_sim(design, board, x, out_dir, progress):
     from ..gatesim import gate_level_check
-    x, _, _, _ = _selftest_images(ir, ck, count, dataset, split, data_dir)
     res = gate_level_check(design, board, x, os.path.join(out_dir, "gatesim"),
                            progress=progress)
     progress(f"gate-level: {res['frames']} images, {res['mismatches']} mismatches "

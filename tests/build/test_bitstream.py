@@ -92,3 +92,28 @@ def test_build_folder_is_what_sim_reads(tfc_build):
     # the netlist that went to nextpnr is kept for gate-level simulation
     net = (out / "build" / "top.netlist.v").read_text()
     assert "module top(" in net and "SB_LUT4" in net
+
+
+# ---------------------------------------------------------------- slow tier (-m slow)
+
+@pytest.mark.slow
+def test_self_test_bitstream_with_pll(tfc_digits, tmp_path):
+    _needs("ice40")
+    from bnnhw.commands.build import run_build
+    res = run_build(tfc_digits, "icebreaker", tmp_path, self_test=8, clock_mhz=24,
+                    per_module=False)
+    assert res["clock_mhz"] == 24.0 and res["fps_link"] is None and res["timing_met"]
+    assert (tmp_path / "top.bin").stat().st_size > 50_000
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert rep["selftest"]["images"] == 8 and rep["clock"]["source"] == "pll"
+
+
+@pytest.mark.slow
+def test_ecp5_bitstream_and_gate_sim(tfc_digits, tmp_path):
+    _needs("ecp5")
+    r = bnnhw("build", "--model", tfc_digits, "--board", "ulx3s-12f", "-o", tmp_path,
+              "--gate-sim", "16", "--json")
+    res = last_json(r)
+    assert res["ok"] and res["device"] == "LFE5U-12F" and res["lut"] > 500
+    assert res["fmax_mhz"] > 25 and (tmp_path / "top.bit").exists()
+    assert res["gate_sim"] == {"frames": 16, "mismatches": 0, "ok": True}

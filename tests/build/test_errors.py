@@ -111,7 +111,7 @@ def test_self_test_needs_a_dataset(tmp_path, capsys):
     ir.save(str(path))
     res = _fail(capsys, "--model", path, "--board", "icebreaker", "-o", tmp_path / "b",
                 "--self-test", "4", "--dry-run")
-    assert "self-test needs test images" in res["error"] and "--dataset" in res["hint"]
+    assert "--self-test needs test images" in res["error"] and "--dataset" in res["hint"]
     res = _fail(capsys, "--model", path, "--board", "icebreaker", "-o", tmp_path / "b",
                 "--self-test", "4", "--dataset", "digits", "--dry-run")
     assert "has inputs (1, 8, 8)" in res["error"]

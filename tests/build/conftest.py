@@ -1,26 +1,13 @@
 """Fixtures of the build tests: a trained digits TFC, small random-weight IRs, the CLI.
 
-The ``slow`` tier (extra real bitstream builds) is skipped unless ``-m`` selects it, as
-in tests/boards and tests/cores."""
+The ``slow`` tier (more real bitstream builds) is deselected by default (pyproject's
+``-m 'not slow'``); run it with ``pytest -m slow tests/build``."""
 from __future__ import annotations
-
-import os
 
 import pytest
 
 from tests.system.conftest import ENV, PY, bnnhw, last_json  # noqa: F401  (shared helpers)
 from tests.system.netgen import random_ir
-
-_HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def pytest_collection_modifyitems(config, items):
-    if config.getoption("-m"):
-        return
-    skip = pytest.mark.skip(reason="slow tier: run with -m slow")
-    for item in items:
-        if "slow" in item.keywords and str(item.path).startswith(_HERE):
-            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ def _needs(family):
     try:
         check_tools(family)
     except BnnhwError as e:
-        pytest.skip(e.message)
+        pytest.fail(f"required tool missing (installed by tools/dev.sh): {e.message}")
 
 
 @pytest.fixture(scope="module")

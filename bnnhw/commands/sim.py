@@ -44,7 +44,8 @@ def add_folding_args(p):
     g.add_argument("--target-fps", type=float, default=None, metavar="F",
                    help="frames per second to reach at --clock-mhz")
     g.add_argument("--clock-mhz", type=float, default=None, metavar="C",
-                   help="clock frequency for --target-fps")
+                   help="clock frequency for --target-fps (alone: the clock fps_at_clock "
+                        "is reported at)")
     g.add_argument("--max-luts", type=int, default=None, metavar="N",
                    help="fastest folding whose LUT estimate fits N")
     g.add_argument("--from", dest="from_dir", default=None, metavar="DIR",
@@ -72,8 +73,10 @@ def add_arguments(p):
 
 
 def _plan_kwargs(args) -> dict:
+    # --clock-mhz alone only sets the clock that fps_at_clock is reported at
     return {"target_cycles": args.target_cycles, "target_fps": args.target_fps,
-            "clock_mhz": args.clock_mhz, "max_luts": args.max_luts}
+            "clock_mhz": args.clock_mhz if args.target_fps is not None else None,
+            "max_luts": args.max_luts}
 
 
 def load_model_for(args):
@@ -254,8 +257,10 @@ def run(args):
         result.update(estimates_summary(design))
     elif meta.get("estimates"):
         result.update(estimates_summary(meta["estimates"]))
-    if plan.clock_mhz and cpf:
-        result["fps_at_clock"] = plan.clock_mhz * 1e6 / cpf
+    clock = plan.clock_mhz or args.clock_mhz
+    if clock and cpf:
+        result["clock_mhz"] = clock
+        result["fps_at_clock"] = clock * 1e6 / cpf
     bad = result["mismatches"] or result["mismatches_no_stall"] or main.timed_out \
         or timing.timed_out
     if not bad:

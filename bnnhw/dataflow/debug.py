@@ -128,31 +128,44 @@ class LayerDiff:
     detail: str = ""
 
 
-def locate_mismatch(ir: NetworkIR, plan, raw_image, *, max_cycles: int = 2_000_000,
+def locate_mismatch(ir: NetworkIR, plan, raw_image, *, stalls=(0.0, 0.3),
+                    max_cycles: int = 5_000_000, seed: int = 1,
                     vcd: str | None = None) -> LayerDiff:
     """Simulate every layer of the design alone (Amaranth), fed with the golden output of
-    the layer before, and return the first layer whose output differs from golden."""
+    the layer before, and return the first layer whose output differs from golden.
+
+    Each layer runs once per stall probability in ``stalls`` (random valid/ready stalls
+    on its input and output; a fault that needs back-pressure shows up only with
+    stalls), stopping at the first difference."""
     from ..cores.simulate import run_stream
     from ..golden import GoldenModel
     from .design import DataflowTop, build_design
     raw_image = np.asarray(raw_image)
     _, _, per_layer = GoldenModel(ir).run(raw_image[None], collect=True)
-    design = build_design(ir, plan)            # fresh cores, never elaborated before
-    chain = design.chain
-    for name, a, b, ins, exp in layer_beats(ir, chain, raw_image, per_layer):
-        if exp is None:
-            return LayerDiff(None, detail=f"no golden encoding for the cores of {name}")
-        top = DataflowTop(chain.cores[a:b], design.fifo_depths[a:b - 1])
-        run = run_stream(top, ins, len(exp), max_cycles=max_cycles, vcd=vcd)
-        got = [int(v) for v in run.outputs]
-        if got != exp or run.timed_out:
-            k = next((j for j, (g, e) in enumerate(zip(got, exp)) if g != e), len(got))
-            detail = (f"layer {name}: output beat {k} of {len(exp)} is "
-                      + (f"{got[k]:#x}, golden {exp[k]:#x}" if k < len(got) else
-                         f"missing ({len(got)} beats arrived"
-                         + (", timed out" if run.timed_out else "") + ")"))
-            return LayerDiff(name, k, got[k] if k < len(got) else None,
-                             exp[k] if k < len(exp) else None, detail)
+    for stall in stalls:
+        design = build_design(ir, plan)        # fresh cores, never elaborated before
+        chain = design.chain
+        for name, a, b, ins, exp in layer_beats(ir, chain, raw_image, per_layer):
+            if exp is None:
+                return LayerDiff(None, detail=f"no golden encoding for the cores of {name}")
+            top = DataflowTop(chain.cores[a:b], design.fifo_depths[a:b - 1])
+            slow = 1.0 / max(1e-3, (1 - stall) ** 2)
+            run = run_stream(top, ins, len(exp), in_stall=stall, out_stall=stall, seed=seed,
+                             max_cycles=int(max_cycles * slow), vcd=vcd)
+            got = [int(v) for v in run.outputs]
+            if got != exp or run.timed_out:
+                k = next((j for j, (g, e) in enumerate(zip(got, exp)) if g != e), len(got))
+                detail = (f"layer {name}"
+                          + (f" (with {stall} stall probability)" if stall else "")
+                          + f": output beat {k} of {len(exp)} is "
+                          + (f"{got[k]:#x}, golden {exp[k]:#x}" if k < len(got) else
+                             f"missing ({len(got)} beats arrived"
+                             + (", timed out" if run.timed_out else "") + ")"))
+                return LayerDiff(name, k, got[k] if k < len(got) else None,
+                                 exp[k] if k < len(exp) else None, detail)
+            # unused cores of this round are never elaborated: no warning
+            del top
     return LayerDiff(None, detail="every layer matches the golden model in Amaranth's "
-                                  "simulator on its own; the difference appears only in the "
-                                  "stitched Verilog simulation")
+                                  "simulator on its own (with and without stalls); the "
+                                  "difference appears only in the stitched Verilog "
+                                  "simulation")

@@ -176,11 +176,12 @@ class Design:
 
 
 def encode_images(ir: NetworkIR, raw) -> np.ndarray:
-    """Input stream beats of raw images ``(N, C, H, W)``: one element per beat, raster
-    order, channels-last, ``B``-bit two's complement (uint64 array)."""
-    x = ir.input.quantize(raw)                      # (N, H, W, C)
-    mask = (1 << ir.input.bits) - 1
-    return (np.asarray(x).astype(np.int64).reshape(-1) & mask).astype(np.uint64)
+    """Input stream beats of raw images ``(N, C, H, W)``, all images in one flat uint64
+    array: :func:`bnnhw.layout.input_beats` of the quantised images (one element per
+    beat, raster order, channels-last, ``B``-bit two's complement)."""
+    x = np.moveaxis(np.asarray(ir.input.quantize(raw)), -1, 1)     # (N, C, H, W) integers
+    q = ir.input
+    return layout.input_beats(x, q.bits, bool(q.signed) and q.bits > 1).reshape(-1)
 
 
 def _estimates(ir, plan, chain, fifo_depths, latency) -> dict:

@@ -26,8 +26,9 @@ How a folding is chosen (:func:`plan_folding`)
   target grows, so a bisection over the achievable per-layer cycle counts
   finds it).  With both a target and a budget, the target's folding must fit.
 * **File** (``folding``, a dict from :func:`load_folding_file` or the JSON
-  object itself): every conv/fc layer must be given; a max-pool without an
-  entry takes the PE of the conv before it (no width converter needed).
+  object itself): every conv/fc layer must be given (``planes`` may be left
+  out: all ``B`` bit-planes per cycle); a max-pool without an entry takes the
+  PE of the conv before it (no width converter needed).
   Illegal values are errors that list the legal ones; nothing falls back to
   PE=SIMD=1 silently.
 * Nothing given: the target is the input-stream bound (the image enters one
@@ -40,11 +41,11 @@ and read back by ``--folding`` to rebuild the same design.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from dataclasses import dataclass, field
 from math import gcd
 
-from .. import layout
 from ..errors import BnnhwError
 from ..ir import Dense, MaxPool, NetworkIR
 from . import models as M
@@ -566,6 +567,10 @@ def plan_folding(ir: NetworkIR, *, target_cycles: int | None = None,
         if target_cycles < 1:
             raise FoldingError(f"{target_fps} frames/s at {clock_mhz} MHz leaves less than one "
                                f"cycle per frame", "lower --target-fps or raise --clock-mhz")
+    if isinstance(target_cycles, numbers.Integral) and not isinstance(target_cycles, bool):
+        target_cycles = int(target_cycles)
+    if isinstance(max_luts, numbers.Integral) and not isinstance(max_luts, bool):
+        max_luts = int(max_luts)
     if target_cycles is not None:
         if isinstance(target_cycles, bool) or not isinstance(target_cycles, int) \
                 or target_cycles < 1:

@@ -61,3 +61,23 @@ def test_random_folding_bit_exact_and_at_the_bound(nets, net, k):
     # the latency estimate of the schedules is close to the first image's latency
     est = design.estimates["latency_cycles_estimate"]
     assert abs(est - done[0]) <= 0.1 * done[0] + 8, (est, done[0])
+
+
+def test_scores_top_streams_the_class_scores(nets):
+    """``build_design(..., scores=True)``: no LabelSelect, ``o`` carries the last layer's
+    scores (the score-table values for a rank-table net), bit-exact."""
+    from bnnhw.dataflow.debug import encode_vector_words
+    for net in ("conv", "fc"):
+        ir, imgs, _ = nets[net]
+        imgs = imgs[:2]
+        plan = plan_folding(ir, target_cycles=2000)
+        design = build_design(ir, plan, scores=True)
+        last = design.top.cores[-1]
+        assert last.kind in ("mvau", "score_table")
+        _, scores = GoldenModel(ir).run(imgs)
+        if last.kind == "mvau":           # popcount scores: the accumulator itself
+            _, _, per = GoldenModel(ir).run(imgs, collect=True)
+            scores = per[-1]["acc"]
+        want = [w for s in scores for w in encode_vector_words(s, last.pe, last.score_width)]
+        run = simulate_design(design, imgs, stall=0.2, seed=5)
+        assert run.outputs == want and not run.timed_out

@@ -7,11 +7,9 @@ efficiency >= 0.95).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
@@ -105,34 +103,40 @@ def test_folding_file_and_build_dir_reproduce_the_design(cnv_small, cnv_runs, tm
     assert r.returncode == 1 and "--from uses the build's folding" in last_json(r)["error"]
 
 
-def test_bad_input_gives_clear_errors(digits_tfc, tmp_path):
-    model = digits_tfc[8]
+def test_bad_input_gives_clear_errors(digits_tfc, tmp_path, capsys):
+    from bnnhw import cli
+    model = str(digits_tfc[8])
     illegal = tmp_path / "illegal.json"
     illegal.write_text(json.dumps({"layers": [{"name": n, "simd": 4, "pe": 12 if n == "fc1"
                                                else 1} for n in ("fc0", "fc1", "fc2", "fc3")]}))
+    # in a fresh process: exit status 1, the JSON error object, no traceback
+    r = bnnhw("sim", "--model", model, "--dataset", "digits", "--folding", illegal, "--json",
+              check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    err = last_json(r)
+    assert err == {"ok": False, "error": "layer fc1: PE=12 does not divide MH=32; legal: "
+                                         "1,2,4,8,16,32", "hint": err["hint"]} and err["hint"]
+    r = bnnhw("sim", "--model", model, "--dataset", "no-such-set", check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "error: unknown dataset 'no-such-set'" in r.stderr and "hint:" in r.stderr
+    # the other refusals, in this process
     cases = [
-        (["--folding", illegal], "layer fc1: PE=12 does not divide MH=32; legal: "
-                                 "1,2,4,8,16,32"),
-        (["--target-cycles", "10"], "target 10 cycles/frame is impossible"),
+        (["--target-cycles", "10"], "target 10 cycles/frame is impossible: the input stream"),
         (["--target-fps", "100"], "needs both --target-fps and --clock-mhz"),
-        (["--folding", tmp_path / "missing.json"], "does not exist"),
+        (["--target-fps", "1e9", "--clock-mhz", "100"], "less than one cycle per frame"),
+        (["--max-luts", "5"], "even the smallest folding"),
+        (["--folding", str(tmp_path / "missing.json")], "does not exist"),
+        (["--stall", "1.5"], "--stall 1.5 is outside [0, 1)"),
+        (["--from", str(tmp_path)], "has no model.bnn"),
     ]
     for opts, message in cases:
-        r = bnnhw("sim", "--model", model, "--dataset", "digits", *opts, "--json", check=False)
-        assert r.returncode == 1, r.stderr
-        err = last_json(r)
-        assert err["ok"] is False and message in err["error"] and err["hint"]
-        assert "Traceback" not in r.stderr
-    r = bnnhw("sim", "--model", model, "--dataset", "no-such-set", "--json", check=False)
-    assert r.returncode == 1 and "unknown dataset" in last_json(r)["error"]
-    assert "Traceback" not in r.stderr
-    r = bnnhw("sim", "--model", model, "--dataset", "digits", "--target-cycles", "10",
-              check=False)                        # human-readable form
-    assert r.returncode == 1 and "error: target 10" in r.stderr and "hint:" in r.stderr
-    assert "Traceback" not in r.stderr
+        assert cli.main(["sim", "--model", model, "--dataset", "digits", *opts, "--json"]) == 1
+        err = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert err["ok"] is False and message in err["error"] and err["hint"], (opts, err)
 
 
-def test_mismatch_names_image_layer_and_writes_waves(digits_tfc, monkeypatch, capsys):
+def test_mismatch_names_image_layer_and_writes_waves(digits_tfc, monkeypatch, capsys,
+                                                     tmp_path):
     """A hardware fault in fc1 (its thresholds shifted in the lowering only): the run fails,
     names the first differing image and layer fc1, and keeps a waveform."""
     import numpy as np
@@ -151,7 +155,8 @@ def test_mismatch_names_image_layer_and_writes_waves(digits_tfc, monkeypatch, ca
     monkeypatch.setattr(lowering, "layer_hw_from_ir", faulty)
     with pytest.raises(SystemExit) as e:
         cli.main(["sim", "--model", str(digits_tfc[8]), "--dataset", "digits", "--count", "20",
-                  "--stall", "0.2", "--target-cycles", "256", "--json"])
+                  "--stall", "0.2", "--target-cycles", "256", "--work-dir", str(tmp_path),
+                  "--json"])
     assert e.value.code == 1
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["ok"] is False and res["mismatches"] > 0
@@ -159,6 +164,7 @@ def test_mismatch_names_image_layer_and_writes_waves(digits_tfc, monkeypatch, ca
     assert isinstance(res["first_mismatch_image"], int)
     assert f"image {res['first_mismatch_image']}" in res["error"] and "fc1" in res["error"]
     assert res["waves"] and os.path.isfile(res["waves"])
+    assert res["waves"].startswith(str(tmp_path))
 
 
 def test_verilog_is_identical_across_processes_and_hash_seeds(cnv_small):

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -52,15 +53,18 @@ def _run_child(argv, log_path, timeout):
     t0 = time.monotonic()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(out_path, "w") as out, open(log_path, "w") as err:
-        p = subprocess.Popen(argv, stdout=out, stderr=err, cwd=ROOT, env=env)
+        # own process group: a timeout must also stop Yosys/nextpnr below the build
+        p = subprocess.Popen(argv, stdout=out, stderr=err, cwd=ROOT, env=env,
+                             start_new_session=True)
         deadline = t0 + timeout if timeout else None
         while True:
             pid, status, ru = os.wait4(p.pid, os.WNOHANG)
             if pid:
                 break
             if deadline and time.monotonic() > deadline:
-                p.kill()
+                os.killpg(p.pid, signal.SIGKILL)
                 pid, status, ru = os.wait4(p.pid, 0)
+                err.write(f"\n[bench_build] killed after the {timeout:g} s timeout\n")
                 break
             time.sleep(1.0)
     wall = time.monotonic() - t0

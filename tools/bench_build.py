@@ -193,6 +193,9 @@ def main(argv=None):
     ap.add_argument("--cnv-fit", action="store_true",
                     help="let bnnhw choose the fastest CNV folding that fits")
     ap.add_argument("--cnv-clock-mhz", type=float, default=None)
+    ap.add_argument("--cnv-allow-timing-fail", action="store_true",
+                    help="keep the CNV bitstream and report when fmax is below the clock "
+                         "(the table then also gives the frames/s at the achieved fmax)")
     ap.add_argument("--timeout", type=float, default=0, help="seconds per case (0: none)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -208,6 +211,8 @@ def main(argv=None):
         extra = [] if args.cnv_fit else ["--target-cycles", str(args.cnv_target_cycles)]
         if args.cnv_clock_mhz:
             extra += ["--clock-mhz", str(args.cnv_clock_mhz)]
+        if args.cnv_allow_timing_fail:
+            extra += ["--allow-timing-fail"]
         rows.append(run_case("cnv", _cnv_model(out, args.cnv_model, args.cnv_width),
                              args.cnv_board, extra, out, args.timeout))
     result = {"rows": rows, "finn": FINN_CNV_PYNQ}

@@ -35,6 +35,7 @@ class TrainConfig:
     lr_schedule: str = "exp"           # "exp" | "step" | "const"
     lr_step_epochs: int = 40           # step schedule: halve every N epochs
     optimizer: str = "adam"            # "adam" | "shift-adamax" | "adamax"
+    weight_lr_scale: str = "none"      # "none" | "glorot" (the paper's per-layer W_LR_scale)
     loss: str = "sqhinge"              # "sqhinge" | "ce"
     weight_decay: float = 0.0
     seed: int = 0
@@ -66,8 +67,47 @@ def lr_at(cfg: TrainConfig, epoch: int) -> float:
                      "use --lr-schedule exp, step or const")
 
 
+def set_lr(opt, cfg: TrainConfig, epoch: int) -> float:
+    """Set every group's learning rate for ``epoch`` (the schedule times the group's
+    ``lr_mult``); returns the schedule's value."""
+    lr = lr_at(cfg, epoch)
+    for g in opt.param_groups:
+        g["lr"] = lr * g["lr_mult"]
+    return lr
+
+
+def glorot_lr_scale(core: torch.nn.Module) -> float:
+    """The paper's per-layer learning-rate scale of binary weights (BinaryNet's
+    ``W_LR_scale = "Glorot"``): ``1 / sqrt(1.5 / (fan_in + fan_out))`` with, for a
+    KxK convolution, ``fan_in = C_in*K*K`` and ``fan_out = C_out*K*K``.  Latent
+    weights start uniform in [-1, 1] and are clipped there, so without it a
+    plain learning rate moves them (and flips their signs) far more slowly
+    than the paper's recipe does."""
+    w = core.weight
+    receptive = int(w[0, 0].numel())
+    fan_in, fan_out = w.shape[1] * receptive, w.shape[0] * receptive
+    return float(1.0 / math.sqrt(1.5 / (fan_in + fan_out)))
+
+
+def param_groups(cfg: TrainConfig, model: torch.nn.Module) -> list[dict]:
+    """Parameter groups with an ``lr_mult`` each (1 unless ``weight_lr_scale`` says so)."""
+    from .layers import BinaryConv2d, BinaryLinear
+    if cfg.weight_lr_scale == "none":
+        return [{"params": list(model.parameters()), "lr_mult": 1.0}]
+    if cfg.weight_lr_scale != "glorot":
+        raise BnnhwError(f"unknown weight learning-rate scale {cfg.weight_lr_scale!r}",
+                         "use --weight-lr-scale none or glorot")
+    groups, scaled = [], set()
+    for m in model.modules():
+        if isinstance(m, (BinaryLinear, BinaryConv2d)):
+            groups.append({"params": [m.weight], "lr_mult": glorot_lr_scale(m)})
+            scaled.add(id(m.weight))
+    rest = [p for p in model.parameters() if id(p) not in scaled]
+    return groups + ([{"params": rest, "lr_mult": 1.0}] if rest else [])
+
+
 def make_optimizer(cfg: TrainConfig, model: torch.nn.Module):
-    params = model.parameters()
+    params = param_groups(cfg, model)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer in ("shift-adamax", "adamax"):
@@ -157,9 +197,7 @@ def _train(spec, data, cfg, *, output, dataset_info, split_info, log, rank, worl
     show = cfg.progress and rank == 0
     t0 = time.time()
     for epoch in range(cfg.epochs):
-        lr = lr_at(cfg, epoch)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = set_lr(opt, cfg, epoch)
         net.train()
         perm = torch.from_numpy(rng.permutation(n))
         tot_loss, t_ep = 0.0, time.time()

@@ -28,6 +28,10 @@ def add_arguments(p):
     p.add_argument("--lr-step-epochs", type=int, default=40,
                    help="step schedule: halve the learning rate every N epochs")
     p.add_argument("--optimizer", choices=["adam", "adamax", "shift-adamax"], default="adam")
+    p.add_argument("--weight-lr-scale", choices=["none", "glorot"], default="none",
+                   help="per-layer learning-rate scale of the binary weights: glorot is the "
+                        "paper's 1/sqrt(1.5/(fan_in+fan_out)) (use with a small --lr, e.g. "
+                        "0.003); none uses --lr for every parameter")
     p.add_argument("--loss", choices=["sqhinge", "ce"], default="sqhinge",
                    help="square hinge loss (paper) or cross-entropy")
     p.add_argument("--norm", choices=["bn", "shift"], default=None,
@@ -96,6 +100,7 @@ def run(args):
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       lr_final=args.lr_final, lr_schedule=args.lr_schedule,
                       lr_step_epochs=args.lr_step_epochs, optimizer=args.optimizer,
+                      weight_lr_scale=args.weight_lr_scale,
                       loss=args.loss, seed=args.seed, threads=args.threads, augment=augment,
                       progress=not args.json, precision=args.precision,
                       extra={"argv": list(sys.argv[1:]), "subset": args.subset})

@@ -177,3 +177,34 @@ def test_reference_topologies_build_and_run(arch, shape, kind):
     out = m(torch.randint(0, 256, (2,) + shape))
     assert out.shape == (2, 10)
     out.sum().backward()
+
+
+def test_glorot_weight_lr_scale_is_the_papers_per_layer_step():
+    """--weight-lr-scale glorot: each binary weight moves lr / sqrt(1.5/(fan_in+fan_out))
+    in Adam's first step (|step| = lr there), every other parameter moves lr."""
+    from bnnhw.train.loop import TrainConfig, glorot_lr_scale, make_optimizer, set_lr
+    spec = make_spec("cnv", input_shape=(3, 32, 32), num_classes=10, width=0.125,
+                     input_quant=input_quant_for("image_signed"))
+    m = build_model(spec)
+    conv0, fc_last = m.blocks[0].core, m.blocks[-1].core
+    assert glorot_lr_scale(conv0) == pytest.approx(1 / math.sqrt(1.5 / (3 * 9 + 8 * 9)))
+    assert glorot_lr_scale(fc_last) == pytest.approx(1 / math.sqrt(1.5 / (64 + 10)))
+    cfg = TrainConfig(lr=1e-4, weight_lr_scale="glorot")
+    opt = make_optimizer(cfg, m)
+    set_lr(opt, cfg, 0)
+    with torch.no_grad():                       # keep latent weights away from the clip
+        for b in m.blocks:
+            b.core.weight.mul_(0.5)
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    loss = square_hinge_loss(m(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)),
+                             torch.arange(4))
+    loss.backward()
+    opt.step()
+    for name, p in m.named_parameters():
+        moved = (p.detach() - before[name]).abs()
+        moved = moved[p.grad.abs() > 1e-5]  # Adam: |step| = lr*|g|/(|g|+eps)
+        core = dict(m.named_modules()).get(name.rsplit(".", 1)[0])
+        want = 1e-4 * (glorot_lr_scale(core) if name.endswith("core.weight") else 1.0)
+        assert moved.numel() and torch.allclose(moved, torch.full_like(moved, want), rtol=1e-3), name
+    with pytest.raises(Exception, match="weight learning-rate scale .he."):
+        make_optimizer(TrainConfig(weight_lr_scale="he"), m)

@@ -21,8 +21,11 @@ import time
 RUNS = {
     "tfc": dict(arch="tfc", dataset="digits", args=["--epochs", "40", "--batch-size", "50",
                 "--lr", "0.02", "--dropout", "0.1", "--input-dropout", "0"]),
+    # the paper's recipe: Adam at 0.003 with BinaryNet's per-layer Glorot scale on the
+    # binary weights, exponential decay over the run
     "lfc": dict(arch="lfc", dataset="mnist", args=["--epochs", "60", "--batch-size", "100",
-                "--lr", "0.005", "--val-fraction", "0.05"]),
+                "--weight-lr-scale", "glorot", "--lr", "0.003", "--lr-final", "3e-6",
+                "--val-fraction", "0.05"]),
     "cnv": dict(arch="cnv", dataset="cifar10", args=["--batch-size", "100", "--lr", "0.005"]),
 }
 

@@ -365,10 +365,29 @@ class SlidingWindow(StreamCore):
                 return a
             return Mux(a >= DEPTH - c, a - (DEPTH - c), a + c)
 
-        ry = Mux(iy0 + (K - 1) >= H - 1, H - 1, iy0 + (K - 1))
-        rx = Mux(ix0 + (K - 1) >= W - 1, W - 1, ix0 + (K - 1))
-        need = Signal(signed(bits_for(H * W) + 2))
-        m.d.comb += need.eq(ry * W + rx)
+        # The last input pixel window (oy, ox) reads, as a raster index:
+        # need(oy, ox) = min(oy*s-p+K-1, H-1)*W + min(ox*s-p+K-1, W-1).  It is kept
+        # in a register that is loaded with the next window's value whenever
+        # (oy, ox) advance (constant tables indexed by the current oy/ox), so the
+        # issue decision is one compare, with no multiplier on its path.
+        def ry(v):
+            return min(v * s - p + K - 1, H - 1) * W
+
+        def rx(v):
+            return min(v * s - p + K - 1, W - 1)
+
+        nw = bits_for(H * W) + 1
+
+        def table(vals):
+            if len(set(vals)) == 1:
+                return lambda idx: Const(vals[0], nw)
+            arr = Array(Const(v, nw) for v in vals)
+            return lambda idx: arr[idx]
+
+        row_now = table([ry(y) for y in range(OH)])
+        row_next = table([ry(y + 1) for y in range(OH)])
+        col_next = table([rx(x + 1) for x in range(OW)])
+        need = Signal(nw, init=ry(0) + rx(0))
         win_start = (ky == 0) & (kx == 0) & (rcf == 0)
         issue = Signal()
         m.d.comb += issue.eq(adv & (~win_start | (ahead > need)))
@@ -399,15 +418,18 @@ class SlidingWindow(StreamCore):
                                 nb = addmod(fbase, H * ROW)
                                 nb0 = addmod(nb, -p * ROW)
                                 m.d.sync += [oy.eq(0), iy0.eq(-p), iy.eq(-p), fbase.eq(nb),
-                                             base0.eq(nb0), rbase.eq(nb0)]
+                                             base0.eq(nb0), rbase.eq(nb0),
+                                             need.eq(ry(0) + rx(0))]
                             with m.Else():
                                 nb0 = addmod(base0, s * ROW)
                                 m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + s), iy.eq(iy0 + s),
-                                             base0.eq(nb0), rbase.eq(nb0)]
+                                             base0.eq(nb0), rbase.eq(nb0),
+                                             need.eq(row_next(oy) + rx(0))]
                         with m.Else():
                             m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + s), ix.eq(ix0 + s),
                                          col0.eq(col0 + s * CF), col.eq(col0 + s * CF),
-                                         iy.eq(iy0), rbase.eq(base0)]
+                                         iy.eq(iy0), rbase.eq(base0),
+                                         need.eq(row_now(oy) + col_next(ox))]
                     with m.Else():
                         m.d.sync += [ky.eq(ky + 1), iy.eq(iy + 1), rbase.eq(addmod(rbase, ROW)),
                                      ix.eq(ix0), col.eq(col0)]

@@ -91,7 +91,7 @@ class MatrixVectorUnit(StreamCore):
 
     def __init__(self, *, name, mw, mh, simd, pe, weights, thresholds,
                  bits, signed_input, planes, binary, levels_per_stage, score="dot",
-                 weight_style=None):
+                 weight_style=None, read_reg=True):
         self.name = str(name)
         self.mw = check_positive_int(mw, "MW", self.name)
         self.mh = check_positive_int(mh, "MH", self.name)
@@ -113,6 +113,7 @@ class MatrixVectorUnit(StreamCore):
             raise ValueError(f"layer {self.name}: weight_style={weight_style!r}; use None "
                              f"(Yosys decides), 'block' (block RAM) or 'logic' (LUTs)")
         self.weight_style = weight_style
+        self.read_reg = bool(read_reg)
 
         w = np.asarray(weights)
         if w.shape != (mh, mw):
@@ -171,10 +172,17 @@ class MatrixVectorUnit(StreamCore):
         return tree_stages(self.simd, self.levels_per_stage)
 
     @property
+    def read_stages(self) -> int:
+        """Register stages of the memory reads: the synchronous read, plus one register
+        on the read data when ``read_reg`` (keeps block-RAM clock-to-out and the
+        route from the RAM off the XNOR/adder-tree path)."""
+        return 2 if self.read_reg else 1
+
+    @property
     def pipeline_depth(self) -> int:
         """D: register stages from a compute step's issue to its accumulator input
-        (memory read + adder-tree stages [+ plane-combine stage for FirstLayerMVAU])."""
-        return 1 + self.tree_stages + (0 if self.binary else 1)
+        (memory read stages + adder-tree stages [+ plane-combine stage for FirstLayerMVAU])."""
+        return self.read_stages + self.tree_stages + (0 if self.binary else 1)
 
     @property
     def cycles_per_vector(self) -> int:
@@ -358,9 +366,13 @@ class MatrixVectorUnit(StreamCore):
             s_last.eq(sf_last & g_last),
             s_top.eq(g == G - 1),
         ]
+        RS = self.read_stages
         x1 = rport.data
-        g1 = delay(m, g, 1, adv, "g")
-        top1 = delay(m, s_top, 1, adv, "top")
+        if self.read_reg:
+            x1 = delay(m, x1, 1, adv, "xr")
+            wdata = [delay(m, w, 1, adv, f"wr{p}") for p, w in enumerate(wdata)]
+        g1 = delay(m, g, RS, adv, "g")
+        top1 = delay(m, s_top, RS, adv, "top")
         D = self.pipeline_depth
         R = self.tree_stages
 
@@ -538,21 +550,27 @@ class MVAU(MatrixVectorUnit):
     levels_per_stage : int, default 2
         Adder-tree levels between pipeline registers (fewer: faster clock,
         more flip-flops, one more cycle of latency per extra stage).
+    read_reg : bool, default True
+        Register the input-buffer and weight read data before the XNOR
+        (``PE*SIMD + SIMD`` flip-flops, one cycle of latency): block-RAM
+        clock-to-out and its routing then no longer add to the adder tree's
+        first stage, which limited CNV's clock on the ECP5.
 
     Ports: see :class:`MatrixVectorUnit` (``i``: SIMD bits per beat, SF beats
     per vector; ``o``: PE bits or PE score fields per beat, NF beats).
 
     Timing: ``throughput = NF*SF`` cycles per vector;
-    ``latency = SF + D + 1`` with ``D = 1 + ceil(ceil(log2 SIMD)/levels_per_stage)``.
+    ``latency = SF + D + 1`` with ``D = R + ceil(ceil(log2 SIMD)/levels_per_stage)``,
+    ``R = 2`` read stages with ``read_reg`` (default), else 1.
     """
     golden = staticmethod(golden_ops.xnor_popcount)
 
     def __init__(self, *, mw, mh, simd, pe, weights, thresholds=None, name="mvau",
-                 levels_per_stage=2, score="dot", weight_style=None):
+                 levels_per_stage=2, score="dot", weight_style=None, read_reg=True):
         super().__init__(name=name, mw=mw, mh=mh, simd=simd, pe=pe, weights=weights,
                          thresholds=thresholds, bits=1, signed_input=False, planes=1,
                          binary=True, levels_per_stage=levels_per_stage, score=score,
-                         weight_style=weight_style)
+                         weight_style=weight_style, read_reg=read_reg)
 
 
 class _FirstLayerConformance(Conformance):
@@ -625,7 +643,7 @@ class FirstLayerMVAU(MatrixVectorUnit):
 
     Parameters (keyword-only)
     -------------------------
-    name, mw, mh, simd, pe, weights, levels_per_stage : as :class:`MVAU`
+    name, mw, mh, simd, pe, weights, levels_per_stage, read_reg : as :class:`MVAU`
     bits : int
         B, bits per input element.
     signed : bool
@@ -641,13 +659,15 @@ class FirstLayerMVAU(MatrixVectorUnit):
     ``[j*B, (j+1)*B)``), SF beats per vector; ``o`` as :class:`MVAU`.
 
     Timing: ``throughput = NF*G*SF``; ``latency = G*SF + D + 1`` with
-    ``D = 2 + ceil(ceil(log2 SIMD)/levels_per_stage)``.
+    ``D = R + 1 + ceil(ceil(log2 SIMD)/levels_per_stage)`` (``R`` as :class:`MVAU`).
     """
     golden = staticmethod(golden_ops.first_layer_acc)
 
     def __init__(self, *, mw, mh, simd, pe, weights, bits, signed, planes_per_cycle=1,
-                 thresholds=None, name="first_layer", levels_per_stage=2, weight_style=None):
+                 thresholds=None, name="first_layer", levels_per_stage=2, weight_style=None,
+                 read_reg=True):
         super().__init__(name=name, mw=mw, mh=mh, simd=simd, pe=pe, weights=weights,
                          thresholds=thresholds, bits=bits, signed_input=signed,
                          planes=planes_per_cycle, binary=False,
-                         levels_per_stage=levels_per_stage, weight_style=weight_style)
+                         levels_per_stage=levels_per_stage, weight_style=weight_style,
+                         read_reg=read_reg)

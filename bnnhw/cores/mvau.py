@@ -481,6 +481,10 @@ class _MVAUConformance(Conformance):
                       f"{'' if thr is True else '_' + (thr or 'dot') + '_scores'}_lps{lps}",
                       dict(mw=mw, mh=mh, simd=simd, pe=pe, thresholds=thr,
                            levels_per_stage=lps)))
+        # without the read register (one pipeline stage less)
+        c.append(("mw32_mh16_simd8_pe4_lps2_noreadreg",
+                  dict(mw=32, mh=16, simd=8, pe=4, thresholds=True, levels_per_stage=2,
+                       read_reg=False)))
         return c
 
     def build(self, params, rng):
@@ -588,6 +592,9 @@ class _FirstLayerConformance(Conformance):
                       f"{'' if thr else '_scores'}",
                       dict(mw=mw, mh=mh, simd=simd, pe=pe, bits=bits, signed=sgn,
                            planes_per_cycle=planes, thresholds=thr)))
+        c.append(("mw12_mh8_simd4_pe2_b8u_p2_noreadreg",
+                  dict(mw=12, mh=8, simd=4, pe=2, bits=8, signed=False, planes_per_cycle=2,
+                       thresholds=True, read_reg=False)))
         return c
 
     def build(self, params, rng):

@@ -47,7 +47,10 @@ a seeded holdout: ``perm = numpy.random.default_rng(seed).permutation(n_train_so
 ``test`` = the first ``round(test_fraction * n)`` indices of ``perm``, ``val`` = the next
 ``round(val_fraction * rest)``, ``train`` = the remainder.  With an official test split,
 ``test`` is that split and ``val``/``train`` are carved from the train source the same way
-(without a test holdout).  Each split's indices are sorted (images come in source order).
+(without a test holdout).  ``train`` comes in source order; the ``val`` and ``test``
+holdouts come in ``perm`` order, so their first N images are a seeded random sample
+(`--count N` of a class-ordered image folder then sees every class, not only the first);
+the fingerprint is taken over the sorted indices, so the order does not change it.
 The returned dict goes into the checkpoint; :func:`select` recomputes the indices and checks
 source sizes and a fingerprint of indices and labels, so a later command evaluates on the
 very images the model was held out from, or fails loudly.
@@ -931,8 +934,7 @@ def _split_indices(ds: Dataset, seed: int, val_fraction: float,
         n_test = _count(test_fraction, n)
     rest = perm[n_test:]
     n_val = _count(val_fraction, len(rest))
-    out = {"test": np.sort(perm[:n_test]), "val": np.sort(rest[:n_val]),
-           "train": np.sort(rest[n_val:])}
+    out = {"test": perm[:n_test], "val": rest[:n_val], "train": np.sort(rest[n_val:])}
     if len(out["train"]) == 0:
         raise DatasetError(f"{ds.name}: the split leaves no training images "
                            f"({n} images, val_fraction={val_fraction}, "
@@ -945,7 +947,7 @@ def _fingerprint(ds: Dataset, idx: dict[str, np.ndarray]) -> str:
     h = hashlib.sha256()
     for k in ("train", "val", "test"):
         h.update(k.encode())
-        h.update(np.ascontiguousarray(idx[k], dtype="<i8").tobytes())
+        h.update(np.ascontiguousarray(np.sort(idx[k]), dtype="<i8").tobytes())
     h.update(b"y_train")
     h.update(np.ascontiguousarray(ds.y_train, dtype="<i8").tobytes())
     if ds.y_test is not None:

@@ -539,3 +539,23 @@ def test_prepare_cifar10_jpeg_refuses_links(tmp_path):
         D.prepare_cifar10_jpeg(str(tb), str(tmp_path / "root"))
     with pytest.raises(DatasetError, match="not found"):
         D.prepare_cifar10_jpeg(str(tmp_path / "missing.tar.xz"), str(tmp_path / "root"))
+
+
+def test_holdout_of_a_class_ordered_source_is_a_random_sample_in_a_stable_order():
+    """Image folders list their images class by class: the first N holdout images must
+    still span the classes (``--count N``), and a split written before the holdouts came
+    in permutation order (sorted indices, same fingerprint) must still be accepted."""
+    ds = synthetic(300)
+    order = np.argsort(ds.y_train, kind="stable")
+    ds.x_train, ds.y_train = ds.x_train[order], ds.y_train[order]   # class-ordered source
+    info = D.make_split(ds, seed=0, val_fraction=0.1, test_fraction=0.1)
+    _, y = D.select(ds, "test", info)
+    assert len(np.unique(y[:10])) > 1
+    perm = np.random.default_rng(0).permutation(300)
+    np.testing.assert_array_equal(y, ds.y_train[perm[:30]])
+    _, yv = D.select(ds, "val", info)
+    assert len(np.unique(yv[:10])) > 1
+    idx = D._split_indices(ds, 0, 0.1, 0.1)
+    assert np.all(np.diff(idx["train"]) > 0)                        # train in source order
+    # earlier checkpoints fingerprinted the sorted indices: the same value
+    assert D._fingerprint(ds, idx) == D._fingerprint(ds, {k: np.sort(v) for k, v in idx.items()})

@@ -556,7 +556,7 @@ class MVAU(MatrixVectorUnit):
         more flip-flops, one more cycle of latency per extra stage).
     read_reg : bool, default True
         Register the input-buffer and weight read data before the XNOR
-        (``PE*SIMD + SIMD`` flip-flops, one cycle of latency): block-RAM
+        (``SIMD*(PE + B)`` flip-flops, B = input bits, one cycle of latency): block-RAM
         clock-to-out and its routing then no longer add to the adder tree's
         first stage, which limited CNV's clock on the ECP5.
 

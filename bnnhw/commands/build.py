@@ -61,6 +61,8 @@ LUT_USABLE = 0.92
 # SB_RAM40_4K) and the depth from which a memory goes to block RAM (bnnhw.dataflow.models).
 EBR_CONFIGS = {"ecp5": ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)),
                "ice40": ((2048, 2), (1024, 4), (512, 8), (256, 16))}
+# Yosys's cost of one block RAM (lattice/brams_16kd.txt, ice40/brams.txt): decides ROMs
+EBR_COST = {"ecp5": 128, "ice40": 64}
 # The shells' own logic (measured: UART shell on iCE40 ~590 LUT4 with its clock domain).
 SHELL_LUT = {"uart": {"ice40": 620, "ecp5": 520}, "selftest": {"ice40": 160, "ecp5": 140}}
 
@@ -202,12 +204,12 @@ def _family_memories(family: str):
     (bnnhw.dataflow.models knows the ECP5 DP16KD only; its memory_cost reads the
     module-level table at call time.)"""
     from ..dataflow import models as M
-    saved = M._EBR_CONFIGS
-    M._EBR_CONFIGS = EBR_CONFIGS[family]
+    saved = M._EBR_CONFIGS, M.EBR_COST
+    M._EBR_CONFIGS, M.EBR_COST = EBR_CONFIGS[family], EBR_COST[family]
     try:
         yield M
     finally:
-        M._EBR_CONFIGS = saved
+        M._EBR_CONFIGS, M.EBR_COST = saved
 
 
 def _ice40_ibuf(core, cost) -> None:

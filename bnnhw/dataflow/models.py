@@ -35,11 +35,15 @@ Resources (ECP5 LUT4 and DP16KD block RAMs; a model, not a synthesis result)
   4 and 16 DP16KD measured; 560 and 1,620 LUT4, 4 and 16 DP16KD modelled).
 * Memories (weights ``PE x (NF*SF deep, SIMD wide)``, thresholds
   ``PE x (NF deep, acc_bits wide)``, line buffers, FIFOs, score tables):
-  depth 1 is a constant (free); depth < 128 becomes logic,
-  ``width * ceil(depth/16)`` LUT4 (TOOLCHAIN.md: a 32x64 ROM became 128
-  LUT4); depth >= 128 goes to DP16KD blocks (512x36, 1024x18, 2048x9,
-  4096x4, 8192x2, 16384x1: the cheapest configuration; 32x512 -> 1 block and
-  64x1024 -> 4 blocks as measured).
+  depth 1 is a constant (free).  Block RAMs: DP16KD (512x36, 1024x18,
+  2048x9, 4096x4, 8192x2, 16384x1), the cheapest configuration (32x512 -> 1
+  block and 64x1024 -> 4 blocks as measured).  In logic a memory costs
+  ``width * ceil(depth/16)`` LUT4 (TOOLCHAIN.md: a 32x64 ROM became 128 LUT4).
+  ROMs (weights, thresholds, score tables) follow Yosys's ``memory_libmap``
+  choice: logic costs 1/16 per bit, a block ``EBR_COST`` (128 for the DP16KD),
+  so a ROM goes to blocks when ``width*depth > 16*EBR_COST*blocks`` (CNV's
+  conv3 at PE=8, SIMD=96: 96 words of 96 bits per PE -> 3 blocks each, as
+  synthesised).  RAMs (buffers, FIFOs): depth >= 128 goes to blocks.
 * sliding-window unit ``120 + 2*width``; max-pool ``40 + 3*simd``; width
   converter ``10 + max(widths)``; LabelSelect ``30 + 2*PE*score_width``;
   FIFO ``30`` + its storage.
@@ -49,7 +53,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from math import gcd
 
-__all__ = ["LUT_SYNAPSE", "LUT_ACC_BIT", "LUT_MVAU_BASE", "EBR_MIN_DEPTH", "Cost",
+__all__ = ["LUT_SYNAPSE", "LUT_ACC_BIT", "LUT_MVAU_BASE", "EBR_MIN_DEPTH", "EBR_COST", "Cost",
            "memory_cost", "mvau_cost", "swu_cost", "maxpool_cost", "converter_cost",
            "label_select_cost", "fifo_cost", "score_table_cost", "link_cycles",
            "swu_cycles", "swu_default_rows", "divisors"]
@@ -57,7 +61,8 @@ __all__ = ["LUT_SYNAPSE", "LUT_ACC_BIT", "LUT_MVAU_BASE", "EBR_MIN_DEPTH", "Cost
 LUT_SYNAPSE = 2.2       # LUT4 per XNOR/AND + popcount input bit
 LUT_ACC_BIT = 2.0       # LUT4 per accumulator bit per PE (add + compare)
 LUT_MVAU_BASE = 30      # control and output buffer (small: the fit leaves little)
-EBR_MIN_DEPTH = 128     # memories at least this deep go to block RAM
+EBR_MIN_DEPTH = 128     # RAMs at least this deep go to block RAM
+EBR_COST = 128          # Yosys's cost of one block (lattice/brams_16kd.txt; ice40: 64)
 _EBR_CONFIGS = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
 
 
@@ -83,13 +88,15 @@ class Cost:
         return {"lut": int(round(self.lut)), "ebr": int(self.ebr)}
 
 
-def memory_cost(width: int, depth: int, count: int = 1) -> Cost:
-    """``count`` memories of ``depth`` words of ``width`` bits (see module doc)."""
+def memory_cost(width: int, depth: int, count: int = 1, *, rom: bool = False) -> Cost:
+    """``count`` memories of ``depth`` words of ``width`` bits; ``rom``: constant
+    contents, placed as Yosys places ROMs (see module doc)."""
     if width <= 0 or depth <= 1:
         return Cost()
-    if depth < EBR_MIN_DEPTH:
-        return Cost(lut=float(count * width * (-(-depth // 16))))
     blocks = min((-(-width // w)) * (-(-depth // d)) for d, w in _EBR_CONFIGS)
+    in_logic = (width * depth <= 16 * EBR_COST * blocks) if rom else depth < EBR_MIN_DEPTH
+    if in_logic:
+        return Cost(lut=float(count * width * (-(-depth // 16))))
     return Cost(ebr=count * blocks)
 
 
@@ -111,9 +118,9 @@ def mvau_cost(*, mw: int, mh: int, simd: int, pe: int, bits: int = 1, planes: in
     c = Cost(lut=LUT_SYNAPSE * pe * simd * planes + LUT_ACC_BIT * pe * acc_bits + LUT_MVAU_BASE)
     if bits > 1:
         c.lut += LUT_SYNAPSE * simd * planes            # shared popcount of each plane
-    c.add(memory_cost(simd, nf * sf, pe))               # weights
+    c.add(memory_cost(simd, nf * sf, pe, rom=True))     # weights
     if thresholds:
-        c.add(memory_cost(t_bits, nf, pe))              # thresholds
+        c.add(memory_cost(t_bits, nf, pe, rom=True))    # thresholds
     c.add(memory_cost(simd * bits, 2 * sf))             # input double buffer
     return c
 
@@ -160,7 +167,7 @@ def label_select_cost(*, pe: int, score_width: int) -> Cost:
 
 
 def score_table_cost(*, mh: int, pe: int, span: int, score_width: int) -> Cost:
-    return Cost(lut=20.0).add(memory_cost(score_width, (mh // pe) * span, pe))
+    return Cost(lut=20.0).add(memory_cost(score_width, (mh // pe) * span, pe, rom=True))
 
 
 def fifo_cost(*, width: int, depth: int) -> Cost:

@@ -77,8 +77,15 @@ def test_cost_falls_as_target_grows_and_simd_goes_first(conv_ir):
     assert costs == sorted(costs, reverse=True) and costs[0] > costs[-1]
     fc = random_ir(**NETS[2])       # fc0: 64 inputs x 24 outputs
     for target, simd in ((96, 16), (192, 8), (384, 4), (768, 2)):
-        f = plan_folding(fc, target_cycles=target).fold("fc0")
-        assert (f.simd, f.pe) == (simd, 1)     # SIMD is raised before PE
+        plan = plan_folding(fc, target_cycles=target)
+        f = plan.fold("fc0")
+        assert f.simd * f.pe == simd            # no more parallelism than the target needs
+        if f.pe > 1:                            # SIMD is raised before PE unless PE is cheaper
+            folds = [LayerFold("fc0", "fc", simd=simd, pe=1) if g.name == "fc0" else g
+                     for g in plan.folds]
+            simd_first = sum(fg["lut"] + 50 * fg["ebr"] for fg in evaluate_folding(fc, folds))
+            chosen = sum(fg["lut"] + 50 * fg["ebr"] for fg in evaluate_folding(fc, plan.folds))
+            assert chosen < simd_first, (target, f)
 
 
 def test_default_is_the_fastest_the_net_allows(conv_ir):
@@ -200,6 +207,13 @@ def test_memory_model_matches_measured_facts():
     assert M.memory_cost(32, 64).lut == 128 and M.memory_cost(32, 64).ebr == 0   # TOOLCHAIN.md
     assert M.memory_cost(32, 512).ebr == 1 and M.memory_cost(64, 1024).ebr == 4
     assert M.memory_cost(7, 1).lut == 0
+    # ROMs as Yosys's memory_libmap places them (logic 1/16 per bit, a DP16KD 128)
+    assert M.memory_cost(32, 64, rom=True).lut == 128             # tie: logic (TOOLCHAIN.md)
+    assert M.memory_cost(32, 512, rom=True).ebr == 1
+    rom = M.memory_cost(96, 96, 8, rom=True)      # CNV conv3 weights, PE=8 SIMD=96: 24 EBR
+    assert (rom.ebr, rom.lut) == (24, 0)                          # as synthesised
+    assert M.memory_cost(288, 16, 8, rom=True).ebr == 0           # CNV conv1 weights: LUTs
+    assert M.memory_cost(1, 1024, rom=True).lut == 64             # narrow and deep: logic
     mv = M.mvau_cost(mw=256, mh=256, simd=32, pe=4)                          # bench_cores
     assert mv.ebr == 4 and abs(mv.lut - 527) / 527 < 0.1
     mv = M.mvau_cost(mw=256, mh=256, simd=32, pe=16)

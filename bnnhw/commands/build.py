@@ -202,7 +202,7 @@ def _family_memories(family: str):
     """Evaluate the dataflow cost models with ``family``'s block RAM shapes.
 
     (bnnhw.dataflow.models knows the ECP5 DP16KD only; its memory_cost reads the
-    module-level table at call time.)"""
+    module-level block shapes and ``EBR_COST`` at call time.)"""
     from ..dataflow import models as M
     saved = M._EBR_CONFIGS, M.EBR_COST
     M._EBR_CONFIGS, M.EBR_COST = EBR_CONFIGS[family], EBR_COST[family]

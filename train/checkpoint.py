@@ -25,7 +25,11 @@ from .models import BNN, SpecError, validate_spec
 FORMAT = "bnnhw.checkpoint"
 VERSION = 1
 
-__all__ = ["save_checkpoint", "load_checkpoint", "model_from_checkpoint", "is_checkpoint"]
+STATE_FORMAT = "bnnhw.train-state"
+STATE_VERSION = 1
+
+__all__ = ["save_checkpoint", "load_checkpoint", "model_from_checkpoint", "is_checkpoint",
+           "save_state", "load_state", "state_path_for", "find_state"]
 
 
 def _first_zip_member(head: bytes) -> str | None:
@@ -51,23 +55,97 @@ def is_checkpoint(path: str) -> bool:
     return head[:1] == b"\x80"  # a bare pickle stream (legacy torch.save)
 
 
-def save_checkpoint(path: str, *, spec: dict, model: torch.nn.Module, dataset: dict,
-                    split: dict, meta: dict) -> None:
-    """Write atomically (temp file + rename): a crash never leaves half a checkpoint."""
-    obj = {"format": FORMAT, "version": VERSION, "spec": spec,
-           "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-           "dataset": dataset, "split": split, "meta": meta}
+def _atomic_torch_save(obj, path: str) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename: a crash or a
+    signal never leaves half a file.  The file gets the umask's normal permissions."""
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="tmp-bnnhw-", suffix=".pt", dir=d)
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def save_checkpoint(path: str, *, spec: dict, model: torch.nn.Module, dataset: dict,
+                    split: dict, meta: dict) -> None:
+    """Write atomically (temp file + rename): a crash never leaves half a checkpoint.
+    Tensors are stored contiguous (NCHW) on the CPU whatever the training layout/device."""
+    obj = {"format": FORMAT, "version": VERSION, "spec": spec,
+           "state_dict": {k: v.detach().cpu().contiguous().clone()
+                          for k, v in model.state_dict().items()},
+           "dataset": dataset, "split": split, "meta": meta}
+    _atomic_torch_save(obj, path)
+
+
+def state_path_for(output: str) -> str:
+    """The resumable state written beside checkpoint ``output``: ``m.pt`` -> ``m.state.pt``."""
+    root, ext = os.path.splitext(output)
+    return (root if ext == ".pt" else output) + ".state.pt"
+
+
+def _cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().contiguous().clone()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu(v) for v in obj)
+    return obj
+
+
+def save_state(path: str, state: dict) -> None:
+    """Atomically write a training state (everything ``--resume`` needs)."""
+    _atomic_torch_save({"format": STATE_FORMAT, "version": STATE_VERSION, **_cpu(state)}, path)
+
+
+def find_state(path: str) -> str:
+    """Resolve ``--resume PATH``: a state file, the checkpoint it sits beside, or a folder
+    holding exactly one ``*.state.pt``."""
+    if os.path.isdir(path):
+        found = sorted(f for f in os.listdir(path) if f.endswith(".state.pt"))
+        if len(found) != 1:
+            raise ModelFileError(f"--resume {path!r}: the folder holds {len(found)} training "
+                                 "states (*.state.pt)", "name the state file itself")
+        return os.path.join(path, found[0])
+    if path.endswith(".state.pt") or not os.path.exists(state_path_for(path)):
+        return path
+    return state_path_for(path)
+
+
+def load_state(path: str) -> dict:
+    """Load a training state without running code from it (``weights_only``)."""
+    path = find_state(path)
+    if not os.path.exists(path):
+        raise ModelFileError(f"no training state at {path!r}",
+                             "runs write it beside the checkpoint after every epoch "
+                             "(m.pt -> m.state.pt); pass that file or the checkpoint")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ModelFileError(f"{path!r} is not a safe bnnhw training state: it holds objects "
+                             f"other than tensors and plain values ({str(e).splitlines()[0]})",
+                             "only resume states written by `bnnhw train`; the file was "
+                             "refused without running it") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise ModelFileError(f"{path!r} is not a readable training state (truncated or "
+                             f"corrupted: {str(e).splitlines()[0] if str(e) else type(e).__name__})",
+                             "resume from an earlier copy or start again") from None
+    if not isinstance(obj, dict) or obj.get("format") != STATE_FORMAT:
+        raise ModelFileError(f"{path!r} is not a bnnhw training state",
+                             "pass the m.state.pt written beside the checkpoint m.pt")
+    if obj.get("version") != STATE_VERSION:
+        raise ModelFileError(f"{path!r} has training-state version {obj.get('version')}, "
+                             f"this bnnhw reads version {STATE_VERSION}", "start the run again")
+    obj["path"] = path
+    return obj
 
 
 def load_checkpoint(path: str) -> dict:

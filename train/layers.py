@@ -28,20 +28,23 @@ __all__ = ["sign", "sign_ste", "stochastic_sign_ste", "ap2", "BinaryActivation",
 
 
 def sign(x: torch.Tensor) -> torch.Tensor:
-    """+1 where x >= 0, else -1 (unlike torch.sign, sign(0) = +1)."""
-    return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+    """+1 where x >= 0 (also -0.0), else -1 (unlike torch.sign, sign(0) = +1); same dtype
+    as ``x``.  Computed as sign(sign(x) + 0.5): three cheap passes (torch.where is several
+    times slower on CPUs)."""
+    return torch.sign(x).add_(0.5).sign_()
 
 
 class _SignSTE(torch.autograd.Function):
+    # saves the 1-byte mask |x| <= 1 rather than x: one pass less in backward, 4x less memory
     @staticmethod
     def forward(ctx, x):
-        ctx.save_for_backward(x)
+        ctx.save_for_backward(x.abs() <= 1)
         return sign(x)
 
     @staticmethod
     def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g * (x.abs() <= 1).to(g.dtype)
+        (inside,) = ctx.saved_tensors
+        return g * inside
 
 
 class _StochasticSignSTE(torch.autograd.Function):
@@ -157,6 +160,12 @@ def _bshape(x: torch.Tensor) -> tuple[int, ...]:
     return (1, -1) + (1,) * (x.dim() - 2)
 
 
+def _full(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Normalisation runs in the parameters' precision: under mixed precision (bf16/fp16
+    autocast) the statistics and running averages stay float32."""
+    return x.to(like.dtype) if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 class BatchNorm(nn.Module):
     """Per-channel batch normalisation over dim 1 (works for (N,C) and (N,C,H,W)).
 
@@ -192,6 +201,14 @@ class BatchNorm(nn.Module):
         return mean, var
 
     def forward(self, x):
+        if self.training and _world_size() == 1 and x.dim() in (2, 4) and self.eps > 0:
+            # torch's fused kernel: the same statistics, the same running-average update
+            # (momentum, unbiased variance) as batch_stats, a fraction of the memory passes;
+            # with bf16/fp16 activations it accumulates in float32 and keeps float32
+            # parameters and running statistics
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight,
+                                self.bias, True, self.momentum, self.eps)
+        x = _full(x, self.weight)
         if self.training:
             mean, var = self.batch_stats(x)
             s = _bshape(x)
@@ -217,6 +234,7 @@ class ShiftBatchNorm(BatchNorm):
         return self._ap2_ste(self.weight) * inv
 
     def forward(self, x):
+        x = _full(x, self.weight)
         if not self.training:
             return super().forward(x)
         dims = [0] + list(range(2, x.dim()))
@@ -246,6 +264,7 @@ class ScalarNorm(nn.Module):
         return self.weight / torch.sqrt(self.running_var + self.eps)
 
     def forward(self, x):
+        x = _full(x, self.weight)
         if self.training:
             dims = list(range(x.dim()))
             mean, n = global_mean(x, dims)

@@ -18,7 +18,7 @@ import sys
 from .errors import BnnhwError
 
 # Order = order in --help.  Adding a command: one module + one line here.
-COMMANDS = ["demo", "train", "eval", "data", "export", "sim", "build", "boards", "run"]
+COMMANDS = ["demo", "train", "eval", "data", "export", "sim", "build", "boards", "run", "models"]
 
 
 def _load(name):
@@ -61,6 +61,10 @@ def main(argv=None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    from . import zoo
+    for key in ("model", "reference"):  # a pretrained model's name works wherever a path does
+        if isinstance(getattr(args, key, None), str):
+            setattr(args, key, zoo.resolve(getattr(args, key)))
     try:
         result = args._run(args)
     except BnnhwError as e:

@@ -196,7 +196,8 @@ def _run(cfg, spec, ds, split, dataset_info, output, recipe, state, args):
     try:
         res = train(spec, {"x_train": x_tr, "y_train": y_tr, "x_val": x_va, "y_val": y_va}, cfg,
                     output=output, dataset_info=dataset_info, split_info=split, log=log,
-                    resume=state, state_path=sp, meta_extra={"recipe": recipe})
+                    resume=state, state_path=sp,
+                    meta_extra={"recipe": recipe, "bnnhw_commit": _git_commit()})
     except KeyboardInterrupt:
         if os.path.exists(sp):
             log(f"interrupted; the last completed epoch is saved: continue with "
@@ -205,6 +206,23 @@ def _run(cfg, spec, ds, split, dataset_info, output, recipe, state, args):
     res.pop("model")
     res.pop("history")
     return res
+
+
+def _git_commit() -> str | None:
+    """The bnnhw source commit (``+dirty`` with uncommitted changes), when run from a git
+    checkout; None for an installed package."""
+    import subprocess
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode:
+            return None
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return head.stdout.strip()[:12] + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def _resume(args):

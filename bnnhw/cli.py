@@ -18,7 +18,8 @@ import sys
 from .errors import BnnhwError
 
 # Order = order in --help.  Adding a command: one module + one line here.
-COMMANDS = ["demo", "train", "eval", "data", "export", "sim", "build", "boards", "run", "models"]
+COMMANDS = ["demo", "train", "eval", "data", "export", "sim", "build", "boards", "run", "models",
+            "analyze"]
 
 
 def _load(name):

@@ -36,6 +36,8 @@ import os
 import platform as _platform
 import re
 
+from .analyze import analyze
+
 __all__ = ["FINN_REFERENCES", "finn_references", "link_figures", "layer_actuals",
            "build_report", "format_report", "write_plot", "write_report", "summary",
            "tool_versions", "SUMMARY_KEYS"]
@@ -275,6 +277,7 @@ def build_report(*, ir, plan, design, board, clock, board_report, fit=None, link
         "board_report": rep.to_dict() if rep else None,
         "seconds": seconds or {},
         "notes": notes,
+        "repetition": analyze(ir),
     }
     return report
 
@@ -408,6 +411,18 @@ def format_report(r: dict) -> str:
                      + (f"{r['lut']:,} LUT4, {r['ebr']} EBR" if r["lut"] is not None else
                         f"~{fit.get('lut')} LUT4, ~{fit.get('ebr')} EBR (estimated)")
                      + f" ({r['device']})")
+    rep = (r.get("repetition") or {}).get("summary")
+    if rep:
+        lines.append("")
+        conv = (f"conv layers: {100 * rep['mean_unique_fraction']:.1f} % of 2D kernels unique "
+                f"per input channel ({100 * rep['mean_unique_fraction_with_complements']:.1f} % "
+                f"with complements merged; random weights "
+                f"{100 * rep['mean_random_expected_fraction']:.1f} %, the paper "
+                f"{100 * rep['paper_unique_fraction']:.0f} %); "
+                if "mean_unique_fraction" in rep else "")
+        lines.append(f"filter repetition: {conv}{rep['duplicate_filters']} duplicate and "
+                     f"{rep['complement_filters']} complement filters, {rep['dead_channels']} "
+                     "dead channels (per layer: bnnhw analyze --model ...)")
     g = r.get("gate_sim")
     if g:
         lines.append("")

@@ -52,6 +52,9 @@ def test_build_plan_for_every_board(tfc_digits, tmp_path, board):
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["dry_run"] and report["estimate"]["fit"]["fits"]
     assert [L["name"] for L in report["layers"]] == ["input", "fc0", "fc1", "fc2", "fc3"]
+    from bnnhw.analyze import analyze
+    assert report["repetition"] == json.loads(json.dumps(analyze(ir)))  # bnnhw analyze's figures
+    assert "filter repetition:" in (tmp_path / "report.txt").read_text()
 
 
 def test_self_test_plan_holds_the_images_and_golden_classes(tfc_digits, tmp_path):

@@ -317,7 +317,13 @@ def _train(spec, data, cfg, *, output, dataset_info, split_info, log, rank, worl
         if resume.get("scaler"):
             scaler.load_state_dict(resume["scaler"])
         rng.bit_generator.state = resume["rng"]["numpy"]
-        gen.set_state(resume["rng"]["augment"])
+        if resume["rng"].get("augment_device", "cpu") == device.type:
+            gen.set_state(resume["rng"]["augment"])
+        else:  # generator states do not carry across device types: reseed, reproducibly
+            gen.manual_seed(cfg.seed + 1 + 1000003 * int(resume["epoch"]))
+            log(f"note: the run moved from {resume['rng'].get('augment_device', 'cpu')} to "
+                f"{device.type}; augmentation draws are reseeded (the run stays reproducible, "
+                "but differs from one that never moved)")
         torch.set_rng_state(resume["rng"]["torch"])
         if device.type == "cuda" and resume["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(resume["rng"]["cuda"], device)
@@ -378,6 +384,7 @@ def _train(spec, data, cfg, *, output, dataset_info, split_info, log, rank, worl
                 save_checkpoint(output, spec=spec, model=model, dataset=dataset_info,
                                 split=split_info, meta=meta)
             rngs = {"numpy": rng.bit_generator.state, "augment": gen.get_state(),
+                    "augment_device": device.type,
                     "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
             save_state(state_path, {

@@ -62,7 +62,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 
@@ -342,21 +341,11 @@ class NetworkIR:
         return buf.getvalue()
 
     def save(self, path: str) -> None:
-        """Write atomically (temp file + rename): a failure never leaves half a file."""
+        """Write atomically (temp file + rename, usual permissions): a failure never
+        leaves half a file."""
         self.validate()
-        data = self.to_bytes()
-        d = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix="tmp-bnnhw-", suffix=".bnn", dir=d)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        from .outputs import atomic_write
+        atomic_write(path, self.to_bytes())
 
     @classmethod
     def load(cls, path: str) -> "NetworkIR":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 
 import torch
@@ -53,21 +52,15 @@ def is_checkpoint(path: str) -> bool:
 
 def save_checkpoint(path: str, *, spec: dict, model: torch.nn.Module, dataset: dict,
                     split: dict, meta: dict) -> None:
-    """Write atomically (temp file + rename): a crash never leaves half a checkpoint."""
+    """Write atomically (temp file + rename, usual permissions): a crash never leaves
+    half a checkpoint."""
     obj = {"format": FORMAT, "version": VERSION, "spec": spec,
            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
            "dataset": dataset, "split": split, "meta": meta}
+    from ..outputs import atomic_write
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="tmp-bnnhw-", suffix=".pt", dir=d)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, write=lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path: str) -> dict:

@@ -367,7 +367,7 @@ def is_ir_file(path: str) -> bool:
     try:
         with zipfile.ZipFile(path) as z:
             return "header.npy" in z.namelist()
-    except (OSError, zipfile.BadZipFile, ValueError):
+    except Exception:  # noqa: BLE001 - any damage (BadZipFile, NotImplementedError ...)
         return False
 
 
@@ -418,18 +418,14 @@ def ir_from_bytes(data: bytes, path: str = "IR") -> NetworkIR:
                          f"{type(e).__name__}: {str(e)[:120]})") from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise _bad(path, "not an IR file (a single .npy array, not an npz archive)")
-    arrays = {}
-    try:
-        with npz:
-            names = list(npz.files)
-            if "header" not in names:
-                raise _bad(path, "not a bnnhw IR file (no header member)")
-            for k in names:
-                arrays[k] = npz[k]
-    except ModelFileError:
-        raise
-    except Exception as e:  # noqa: BLE001 - CRC errors, truncated members, pickled objects
-        raise _bad(path, f"corrupted IR file ({type(e).__name__}: {str(e)[:120]})") from None
+    with npz:
+        if "header" not in npz.files:
+            raise _bad(path, "not a bnnhw IR file (no header member)")
+    from .limits import read_npz
+    try:   # every member's size checked against the file before it is allocated
+        arrays = read_npz(io.BytesIO(data), where="member", error=ModelFileError)
+    except ModelFileError as e:  # CRC errors, truncated members, lying headers, objects
+        raise _bad(path, f"corrupted IR file ({e.message})") from None
     head_arr = arrays.pop("header")
     if head_arr.dtype != np.uint8 or head_arr.ndim != 1:
         raise _bad(path, "corrupted IR header (expected UTF-8 bytes)")

@@ -113,7 +113,8 @@ def _unlink_quiet(p) -> None:
 
 def check_output_file(path, option: str = "-o") -> str:
     """Check, before any long work, that ``path`` can be written: not a folder, its
-    folder exists and is writable.  Returns the path; raises :class:`BnnhwError`."""
+    folder exists and takes a new file (tried with an empty temporary file, removed at
+    once).  Returns the path; raises :class:`BnnhwError`."""
     path = os.fspath(path)
     if os.path.isdir(path):
         raise BnnhwError(f"{option} {path!r} is a folder", f"give a file name, e.g. "
@@ -122,8 +123,15 @@ def check_output_file(path, option: str = "-o") -> str:
     if not os.path.isdir(d):
         raise BnnhwError(f"{option} {path!r}: folder {d!r} does not exist",
                          f"create it first (mkdir -p {d}) or choose another {option}")
-    if not os.access(d, os.W_OK | os.X_OK) or (os.path.exists(path)
-                                               and not os.access(path, os.W_OK)):
+    probe = _temp_name(path)
+    try:
+        with open(probe, "xb"):
+            pass
+        os.unlink(probe)
+    except OSError as e:
+        raise BnnhwError(f"{option} {path!r} cannot be written: {e.strerror or e}",
+                         f"choose a writable location for {option}") from None
+    if os.path.exists(path) and not os.access(path, os.W_OK):
         raise BnnhwError(f"{option} {path!r} is not writable", f"choose a writable location "
                          f"for {option}")
     return path

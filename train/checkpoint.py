@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
+import warnings
 import zipfile
 
 import torch
@@ -63,19 +65,38 @@ def save_checkpoint(path: str, *, spec: dict, model: torch.nn.Module, dataset: d
     atomic_write(path, write=lambda f: torch.save(obj, f))
 
 
+def _unpickling_detail(e: Exception) -> str:
+    """The reason in torch's weights-only refusal, without its advice to retry with
+    ``weights_only=False`` (bnnhw never does: that would run the file's code)."""
+    skip = ("weights only load failed", "weights_only", "please file an issue",
+            "check the documentation")
+    lines = [l.strip() for l in str(e).splitlines()]
+    keep = [l for l in lines if l and not any(k in l.lower() for k in skip)]
+    return " ".join(keep)[:200] or type(e).__name__
+
+
 def load_checkpoint(path: str) -> dict:
     """Load and validate a checkpoint without executing any code from it."""
     if not os.path.exists(path):
         raise ModelFileError(f"model file {path!r} does not exist",
                              "train one with `bnnhw train ... -o model.pt`")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():      # torch warns about odd pickle protocols
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise ModelFileError(f"{path!r} is not a safe bnnhw checkpoint: it asks to run code "
-                             f"or load objects other than tensors ({str(e).splitlines()[0]})",
-                             "only load checkpoints written by `bnnhw train`; "
-                             "this file was refused without running it") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        detail = _unpickling_detail(e)
+        if "GLOBAL" in detail.upper():
+            raise ModelFileError(f"{path!r} is not a safe bnnhw checkpoint: it asks to run "
+                                 f"code or load objects other than tensors ({detail})",
+                                 "only load checkpoints written by `bnnhw train`; "
+                                 "this file was refused without running it") from None
+        raise ModelFileError(f"{path!r} is not a readable checkpoint (damaged, or not a torch "
+                             f"file: {detail})", "re-run training or copy the file "
+                             "again") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError,
+            IndexError, TypeError, AttributeError, struct.error, UnicodeDecodeError,
+            MemoryError) as e:  # what torch's zip reader and unpickler raise on damage
         raise ModelFileError(f"{path!r} is not a readable checkpoint (truncated or corrupted: "
                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__})",
                              "re-run training or copy the file again") from None
@@ -89,15 +110,24 @@ def load_checkpoint(path: str) -> dict:
 
 
 def model_from_checkpoint(ck: dict, path: str = "checkpoint") -> BNN:
-    """Rebuild the torch model from a loaded checkpoint (eval mode)."""
+    """Rebuild the torch model from a loaded checkpoint (eval mode).  The spec is
+    validated, sizes within :mod:`bnnhw.limits`, before the model is allocated."""
     try:
         validate_spec(ck["spec"])
         model = BNN(ck["spec"])
-    except (SpecError, KeyError, TypeError) as e:
-        raise ModelFileError(f"{path}: invalid architecture spec: {e}",
+    except (SpecError, KeyError, TypeError, AttributeError, ValueError, IndexError) as e:
+        raise ModelFileError(f"{path}: invalid architecture spec: {type(e).__name__}: {e}",
                              "the checkpoint was not written by this bnnhw; re-train") from None
     sd = ck.get("state_dict", {})
+    if not isinstance(sd, dict):
+        raise ModelFileError(f"{path}: state_dict is a {type(sd).__name__}, not a dict",
+                             "the file was edited or corrupted; re-train or re-copy it")
     want = model.state_dict()
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ModelFileError(f"{path}: state_dict entries that are not tensors: "
+                             + ", ".join(map(str, bad[:5])) + (" ..." if len(bad) > 5 else ""),
+                             "the file was edited or corrupted; re-train or re-copy it")
     problems = [f"{k}: missing" for k in want if k not in sd]
     problems += [f"{k}: unexpected" for k in sd if k not in want]
     problems += [f"{k}: shape {tuple(sd[k].shape)} but spec needs {tuple(v.shape)}"
@@ -106,6 +136,10 @@ def model_from_checkpoint(ck: dict, path: str = "checkpoint") -> BNN:
         raise ModelFileError(f"{path}: weights do not match the architecture spec: "
                              + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""),
                              "the file was edited or corrupted; re-train or re-copy it")
-    model.load_state_dict(sd)
+    try:
+        model.load_state_dict(sd)
+    except RuntimeError as e:   # e.g. a dtype torch cannot copy
+        raise ModelFileError(f"{path}: weights do not load: {str(e).splitlines()[0][:200]}",
+                             "the file was edited or corrupted; re-train or re-copy it") from None
     model.eval()
     return model

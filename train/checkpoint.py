@@ -91,9 +91,9 @@ def load_checkpoint(path: str) -> dict:
                                  f"code or load objects other than tensors ({detail})",
                                  "only load checkpoints written by `bnnhw train`; "
                                  "this file was refused without running it") from None
-        raise ModelFileError(f"{path!r} is not a readable checkpoint (damaged, or not a torch "
-                             f"file: {detail})", "re-run training or copy the file "
-                             "again") from None
+        raise ModelFileError(f"{path!r} is not a readable checkpoint (truncated or corrupted, "
+                             f"or not a torch file: {detail})", "re-run training or copy the "
+                             "file again") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError,
             IndexError, TypeError, AttributeError, struct.error, UnicodeDecodeError,
             MemoryError) as e:  # what torch's zip reader and unpickler raise on damage
@@ -116,7 +116,8 @@ def model_from_checkpoint(ck: dict, path: str = "checkpoint") -> BNN:
         validate_spec(ck["spec"])
         model = BNN(ck["spec"])
     except (SpecError, KeyError, TypeError, AttributeError, ValueError, IndexError) as e:
-        raise ModelFileError(f"{path}: invalid architecture spec: {type(e).__name__}: {e}",
+        what = str(e) if isinstance(e, SpecError) else f"{type(e).__name__}: {e}"
+        raise ModelFileError(f"{path}: invalid architecture spec: {what}",
                              "the checkpoint was not written by this bnnhw; re-train") from None
     sd = ck.get("state_dict", {})
     if not isinstance(sd, dict):

@@ -597,7 +597,7 @@ _DECODABLE_MODES = _GRAY_MODES + ("P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMY
 def _decode_images(files: list[tuple[Path, int]], where: str) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image
 
-    from ..limits import MAX_DATASET_BYTES, check_image_size
+    from ..limits import MAX_DATASET_BYTES, MAX_IMAGE_SIDE, check_image_size
 
     def damaged(p, e):
         return DatasetError(f"cannot decode image {p}: {type(e).__name__}: {e}",
@@ -609,6 +609,10 @@ def _decode_images(files: list[tuple[Path, int]], where: str) -> tuple[np.ndarra
         # a damaged or hostile file here.
         try:
             return Image.open(p)
+        except Image.DecompressionBombError as e:
+            raise DatasetError(f"{p} is larger than bnnhw's limit of {MAX_IMAGE_SIDE}x"
+                               f"{MAX_IMAGE_SIDE} pixels ({e})", "resize the images (BNN "
+                               "accelerators take small images, e.g. 32x32)") from None
         except Exception as e:  # noqa: BLE001
             raise damaged(p, e) from None
 

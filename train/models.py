@@ -206,6 +206,8 @@ def _validate_spec(spec: dict) -> None:
         if spec.get(key) not in allowed:
             raise SpecError(f"spec {key}={spec.get(key)!r}; expected one of {allowed}")
     inp = spec["input"]
+    if not isinstance(inp, dict):
+        raise SpecError(f"spec input is {type(inp).__name__}, expected a dict")
     if inp.get("bits") == 1:
         if "threshold" not in inp:
             raise SpecError("1-bit input needs a 'threshold'")

@@ -447,7 +447,7 @@ def ir_from_parts(header: dict, arrays: dict, path: str = "IR") -> NetworkIR:
         return _from_parts(header, arrays, path)
     except ModelFileError:
         raise
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as e:
         raise _bad(path, f"inconsistent IR header ({type(e).__name__}: {e})") from None
 
 

@@ -83,7 +83,9 @@ def read_npz(source, names=None, *, where: str, error=BnnhwError,
     try:
         total = _length(source)
         with zipfile.ZipFile(source) as z:
-            members = {i.filename[:-4]: i for i in z.infolist() if i.filename.endswith(".npy")}
+            # named as numpy's NpzFile names them (".npy" dropped where present)
+            members = {(i.filename[:-4] if i.filename.endswith(".npy") else i.filename): i
+                       for i in z.infolist()}
             wanted = list(members) if names is None else [n for n in names if n in members]
             out = {}
             for n in wanted:

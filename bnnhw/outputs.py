@@ -33,8 +33,8 @@ from pathlib import Path
 from .errors import BnnhwError
 
 __all__ = ["MARKER", "TEMP_PREFIXES", "Terminated", "atomic_write", "check_output_file",
-           "check_output_folder", "claim_folder", "run_tool", "install_signal_handlers",
-           "exit_code"]
+           "check_output_folder", "claim_folder", "remove_stale_temps", "run_tool",
+           "install_signal_handlers", "exit_code"]
 
 MARKER = ".bnnhw-output"
 # Temporary entries bnnhw creates inside an output folder (removed when stale).
@@ -253,11 +253,6 @@ def claim_folder(path, *, kind: str, option: str = "-o"):
                     os.rmdir(path)
     finally:
         os.close(fd)                     # releases the lock
-
-
-def holds_folder(path) -> bool:
-    """True while this process holds ``path`` through :func:`claim_folder`."""
-    return os.path.realpath(os.fspath(path)) in _HELD
 
 
 # ---------------------------------------------------------------------------- child tools

@@ -207,6 +207,18 @@ def test_huge_label_without_classes_is_refused_at_once(tmp_path):
     assert time.monotonic() - t0 < 5
 
 
+def test_gzip_bomb_expands_no_further_than_the_limit(tmp_path, monkeypatch):
+    import gzip
+
+    from bnnhw import limits
+    from bnnhw.train import data as D
+    p = tmp_path / "train-images-idx3-ubyte.gz"
+    p.write_bytes(gzip.compress(b"\0" * (4 << 20)))          # 4 MiB of zeros, ~4 KB
+    monkeypatch.setattr(limits, "MAX_DATASET_BYTES", 1 << 20)
+    with pytest.raises(DatasetError, match="expands to more than bnnhw's limit of 1,048,576"):
+        D.read_idx(p)
+
+
 def test_npz_with_a_bad_crc_is_a_dataset_error(tmp_path, capsys):
     buf = io.BytesIO()
     np.savez(buf, x_train=np.arange(64, dtype=np.uint8).reshape(4, 1, 4, 4),

@@ -263,11 +263,18 @@ def _read_maybe_gz(path: Path) -> bytes:
         raise DatasetError(f"cannot read {path}: {e.strerror}",
                            "check the file's permissions") from None
     if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
+        from .. import limits
+        cap = limits.MAX_DATASET_BYTES
+        try:     # bounded: a small gzip bomb must not expand past the dataset limit
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+                out = f.read(cap + 1)
         except (OSError, EOFError, zlib.error) as e:
             raise DatasetError(f"{path} is a damaged gzip file ({e})",
                                "download or copy the file again") from None
+        if len(out) > cap:
+            raise DatasetError(f"{path} expands to more than bnnhw's limit of {cap:,} "
+                               "bytes", "use a smaller dataset")
+        return out
     return raw
 
 

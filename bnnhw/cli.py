@@ -10,10 +10,13 @@ mistakes.  Contract: ../shared/DESIGN.md section 3b.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
+import signal
 import sys
+import traceback
 
 from .errors import BnnhwError
 
@@ -31,8 +34,24 @@ def _load(name):
         raise
 
 
+class UsageError(Exception):
+    """A command-line mistake found by argparse (unknown option, bad value ...)."""
+
+    def __init__(self, message: str, usage: str, prog: str):
+        super().__init__(message)
+        self.message, self.usage, self.prog = message, usage, prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse raising :class:`UsageError` instead of printing and exiting, so that
+    ``main`` can answer in JSON under ``--json`` (subparsers inherit the class)."""
+
+    def error(self, message):
+        raise UsageError(message, self.format_usage(), self.prog)
+
+
 def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bnnhw", description="Binarized Neural Networks to FPGA "
+    p = _Parser(prog="bnnhw", description="Binarized Neural Networks to FPGA "
                                 "dataflow accelerators, with open tools only.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
@@ -56,9 +75,25 @@ def _emit(args, obj, ok=True):
             print(f"hint: {obj['hint']}", file=sys.stderr)
 
 
+def _usage_error(e: UsageError, want_json: bool) -> int:
+    """argparse's complaint: usage text on stderr, and under ``--json`` the JSON error on
+    stdout; exit code 2 (the usual code of a command-line mistake)."""
+    print(e.usage.rstrip(), file=sys.stderr)
+    print(f"{e.prog}: error: {e.message}", file=sys.stderr)
+    if want_json:
+        print(json.dumps({"ok": False, "error": f"{e.prog}: {e.message}",
+                          "hint": f"see `{e.prog} --help`"}, sort_keys=True))
+    return 2
+
+
 def main(argv=None) -> int:
+    from .outputs import exit_code, install_signal_handlers
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     parser = make_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as e:
+        return _usage_error(e, "--json" in argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
@@ -66,14 +101,34 @@ def main(argv=None) -> int:
     for key in ("model", "reference"):  # a pretrained model's name works wherever a path does
         if isinstance(getattr(args, key, None), str):
             setattr(args, key, zoo.resolve(getattr(args, key)))
+    old_term = signal.getsignal(signal.SIGTERM)
+    install_signal_handlers()
     try:
         result = args._run(args)
     except BnnhwError as e:
         _emit(args, {"ok": False, "error": e.message, "hint": e.hint}, ok=False)
         return 1
-    except KeyboardInterrupt:
-        _emit(args, {"ok": False, "error": "interrupted", "hint": ""}, ok=False)
-        return 130
+    except KeyboardInterrupt as e:
+        code = exit_code(e)
+        what = "SIGINT (Ctrl-C)" if code == 130 else signal.Signals(code - 128).name
+        _emit(args, {"ok": False, "error": f"interrupted by {what}",
+                     "hint": "temporary files were removed and no half-written output was "
+                             "kept; run the command again"}, ok=False)
+        return code
+    except MemoryError:
+        _emit(args, {"ok": False, "error": "out of memory",
+                     "hint": "use smaller inputs (see docs/reliability.md for bnnhw's "
+                             "limits) or a machine with more memory"}, ok=False)
+        return 1
+    except Exception as e:  # noqa: BLE001 - a bug: traceback on stderr, JSON on stdout
+        traceback.print_exc(file=sys.stderr)
+        _emit(args, {"ok": False, "error": f"internal error: {type(e).__name__}: {e}",
+                     "hint": "this is a bnnhw bug: please report it with the command line "
+                             "and the traceback above"}, ok=False)
+        return 1
+    finally:
+        with contextlib.suppress(ValueError, TypeError):
+            signal.signal(signal.SIGTERM, old_term)
     if result is None:
         result = {}
     if args.json:

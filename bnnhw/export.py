@@ -124,6 +124,8 @@ def load_model_any(path: str):
         is_zip = zipfile.is_zipfile(path)
     except OSError:
         is_zip = False
+    except Exception:  # noqa: BLE001 - a damaged zip directory: load_checkpoint says so
+        is_zip = True
     if not is_zip:
         raise ModelFileError(f"{path!r} is neither a bnnhw checkpoint nor an IR file "
                              "(not a zip container; truncated or another format)",

@@ -126,8 +126,10 @@ def synthesize_netlist(component, board, work_dir, *, name: str = "bnnhw_top") -
     argv = [tool_path("yosys")] + [a for a in argv[1:] if a not in ("-q",)]
     t0 = time.monotonic()
     import subprocess
+
+    from .outputs import run_tool
     with open(log, "w") as f:
-        rc = subprocess.run(argv, cwd=wd, stdout=f, stderr=subprocess.STDOUT).returncode
+        rc = run_tool(argv, cwd=wd, stdout=f, stderr=subprocess.STDOUT)
     dt = time.monotonic() - t0
     if rc != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])

@@ -293,6 +293,28 @@ def load_model_any(path: str):
     return _load(path)
 
 
+def check_reference(ir: NetworkIR, ck: dict, path: str) -> None:
+    """Raise BnnhwError unless checkpoint ``ck`` (``--reference``) describes the network
+    of ``ir``: input shape, number of classes and the output width of every conv/fc."""
+    spec = ck.get("spec") if isinstance(ck, dict) else None
+    try:
+        inp = spec["input"]
+        shape = (int(inp["channels"]), int(inp["height"]), int(inp["width"]))
+        widths = [int(l["out_channels"] if l["type"] == "conv" else l["out_features"])
+                  for l in spec["layers"] if l.get("type") in ("conv", "fc")]
+        classes = int(spec["num_classes"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise BnnhwError(f"--reference {path}: the checkpoint has no valid network spec",
+                         "give the checkpoint the IR was exported from") from None
+    q = ir.input
+    mine = [l.mh for l in ir.layers if hasattr(l, "mh")]
+    if shape != (q.channels, q.height, q.width) or classes != ir.num_classes or widths != mine:
+        raise BnnhwError(f"--reference {path} is a different network than --model (input "
+                         f"{shape}, {classes} classes, layer widths {widths} against "
+                         f"{(q.channels, q.height, q.width)}, {ir.num_classes}, {mine})",
+                         "give the checkpoint the IR was exported from")
+
+
 def evaluate_golden(args) -> dict:
     """``bnnhw eval --engine golden``: accuracy of the golden model, and its
     disagreements with the torch model (the checkpoint given as --model, or
@@ -300,10 +322,13 @@ def evaluate_golden(args) -> dict:
     from .commands.common import dataset_split, log
     from .train.checkpoint import load_checkpoint, model_from_checkpoint
 
+    from .commands.common import check_count
+    check_count(getattr(args, "count", None))
     ir, ck = load_model_any(args.model)
     ref = getattr(args, "reference", None)
     if ck is None and ref:
         ck = load_checkpoint(ref)
+        check_reference(ir, ck, ref)
     split_ck = ck if ck is not None else {"dataset": ir.dataset, "split": ir.split or None}
     if split_ck.get("split") is None:
         split_ck = None
@@ -315,8 +340,11 @@ def evaluate_golden(args) -> dict:
         raise BnnhwError(f"dataset {ds.name!r} has inputs {tuple(ds.input_shape)} but the model "
                          f"expects {(q.channels, q.height, q.width)}",
                          "evaluate on the dataset the model was trained on")
+    if len(y) == 0:
+        raise BnnhwError(f"the {args.split} split of {ds.name} is empty",
+                         "choose another --split")
     pred = GoldenModel(ir).predict(x)
-    acc = float((pred == np.asarray(y)).mean()) if len(y) else float("nan")
+    acc = float((pred == np.asarray(y)).mean())
     dis = None
     if ck is not None:
         model = model_from_checkpoint(ck, ref or args.model)

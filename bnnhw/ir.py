@@ -62,7 +62,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 
@@ -342,21 +341,11 @@ class NetworkIR:
         return buf.getvalue()
 
     def save(self, path: str) -> None:
-        """Write atomically (temp file + rename): a failure never leaves half a file."""
+        """Write atomically (temp file + rename, usual permissions): a failure never
+        leaves half a file."""
         self.validate()
-        data = self.to_bytes()
-        d = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix="tmp-bnnhw-", suffix=".bnn", dir=d)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        from .outputs import atomic_write
+        atomic_write(path, self.to_bytes())
 
     @classmethod
     def load(cls, path: str) -> "NetworkIR":
@@ -378,7 +367,7 @@ def is_ir_file(path: str) -> bool:
     try:
         with zipfile.ZipFile(path) as z:
             return "header.npy" in z.namelist()
-    except (OSError, zipfile.BadZipFile, ValueError):
+    except Exception:  # noqa: BLE001 - any damage (BadZipFile, NotImplementedError ...)
         return False
 
 
@@ -429,18 +418,14 @@ def ir_from_bytes(data: bytes, path: str = "IR") -> NetworkIR:
                          f"{type(e).__name__}: {str(e)[:120]})") from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise _bad(path, "not an IR file (a single .npy array, not an npz archive)")
-    arrays = {}
-    try:
-        with npz:
-            names = list(npz.files)
-            if "header" not in names:
-                raise _bad(path, "not a bnnhw IR file (no header member)")
-            for k in names:
-                arrays[k] = npz[k]
-    except ModelFileError:
-        raise
-    except Exception as e:  # noqa: BLE001 - CRC errors, truncated members, pickled objects
-        raise _bad(path, f"corrupted IR file ({type(e).__name__}: {str(e)[:120]})") from None
+    with npz:
+        if "header" not in npz.files:
+            raise _bad(path, "not a bnnhw IR file (no header member)")
+    from .limits import read_npz
+    try:   # every member's size checked against the file before it is allocated
+        arrays = read_npz(io.BytesIO(data), where="member", error=ModelFileError)
+    except ModelFileError as e:  # CRC errors, truncated members, lying headers, objects
+        raise _bad(path, f"corrupted IR file ({e.message})") from None
     head_arr = arrays.pop("header")
     if head_arr.dtype != np.uint8 or head_arr.ndim != 1:
         raise _bad(path, "corrupted IR header (expected UTF-8 bytes)")
@@ -462,7 +447,7 @@ def ir_from_parts(header: dict, arrays: dict, path: str = "IR") -> NetworkIR:
         return _from_parts(header, arrays, path)
     except ModelFileError:
         raise
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as e:
         raise _bad(path, f"inconsistent IR header ({type(e).__name__}: {e})") from None
 
 

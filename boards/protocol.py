@@ -203,6 +203,9 @@ class BoardInfo:
                              f"{INFO_PAYLOAD_LEN}")
         (version, wi, wo, _res, n, clk, ok, crc, drop, tmo) = struct.unpack(
             "<BBBBHIHHHH", payload)
+        if wi < 1 or wo < 1 or n < 1:
+            raise ValueError(f"INFO reply gives in_width {wi}, out_width {wo}, frame_len {n} "
+                             "(each must be at least 1)")
         return cls(version, wi, wo, n, clk, ok, crc, drop, tmo)
 
     def encode(self) -> bytes:

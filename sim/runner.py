@@ -396,13 +396,14 @@ def _tail(path: Path, n: int = 40) -> str:
 
 def _run_logged(cmds, cwd: Path, env: dict[str, str], log: Path, *, what: str,
                 timeout: float | None = None) -> None:
+    from ..outputs import run_tool
     with open(log, "a") as f:
         for cmd in cmds:
             f.write("$ " + " ".join(cmd) + "\n")
             f.flush()
             try:
-                rc = subprocess.run(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT,
-                                    timeout=timeout).returncode
+                rc = run_tool(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT,
+                              timeout=timeout)   # own process group: stopped on a signal
             except subprocess.TimeoutExpired:
                 raise SimError(f"{what} took longer than {timeout} s (killed)",
                                hint=f"log: {log}") from None

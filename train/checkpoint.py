@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
+import struct
+import warnings
 import zipfile
 
 import torch
@@ -56,22 +57,45 @@ def is_checkpoint(path: str) -> bool:
 
 
 def _atomic_torch_save(obj, path: str) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename: a crash or a
-    signal never leaves half a file.  The file gets the umask's normal permissions."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="tmp-bnnhw-", suffix=".pt", dir=d)
-    os.close(fd)
+    """``torch.save`` through :func:`bnnhw.outputs.atomic_write`: a crash or a signal never
+    leaves half a file, and the file gets the usual permissions."""
+    from ..outputs import atomic_write
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write(path, write=lambda f: torch.save(obj, f))
+
+
+def _unpickling_detail(e: Exception) -> str:
+    """The reason in torch's weights-only refusal, without its advice to retry with
+    ``weights_only=False`` (bnnhw never does: that would run the file's code)."""
+    skip = ("weights only load failed", "weights_only", "please file an issue",
+            "check the documentation")
+    lines = [l.strip() for l in str(e).splitlines()]
+    keep = [l for l in lines if l and not any(k in l.lower() for k in skip)]
+    return " ".join(keep)[:200] or type(e).__name__
+
+
+def _safe_torch_load(path: str, what: str, hint: str):
+    """``torch.load(weights_only=True)`` with every refusal or damage as a ModelFileError
+    (``what``: "checkpoint" or "training state"; ``hint``: what to do about damage)."""
     try:
-        torch.save(obj, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        with warnings.catch_warnings():      # torch warns about odd pickle protocols
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        detail = _unpickling_detail(e)
+        if "GLOBAL" in detail.upper():
+            raise ModelFileError(f"{path!r} is not a safe bnnhw {what}: it asks to run "
+                                 f"code or load objects other than tensors ({detail})",
+                                 f"only load {what}s written by `bnnhw train`; "
+                                 "this file was refused without running it") from None
+        raise ModelFileError(f"{path!r} is not a readable {what} (truncated or corrupted, "
+                             f"or not a torch file: {detail})", hint) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError,
+            IndexError, TypeError, AttributeError, struct.error, UnicodeDecodeError,
+            MemoryError) as e:  # what torch's zip reader and unpickler raise on damage
+        raise ModelFileError(f"{path!r} is not a readable {what} (truncated or corrupted: "
+                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__})",
+                             hint) from None
 
 
 def save_checkpoint(path: str, *, spec: dict, model: torch.nn.Module, dataset: dict,
@@ -127,17 +151,7 @@ def load_state(path: str) -> dict:
         raise ModelFileError(f"no training state at {path!r}",
                              "runs write it beside the checkpoint after every epoch "
                              "(m.pt -> m.state.pt); pass that file or the checkpoint")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise ModelFileError(f"{path!r} is not a safe bnnhw training state: it holds objects "
-                             f"other than tensors and plain values ({str(e).splitlines()[0]})",
-                             "only resume states written by `bnnhw train`; the file was "
-                             "refused without running it") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise ModelFileError(f"{path!r} is not a readable training state (truncated or "
-                             f"corrupted: {str(e).splitlines()[0] if str(e) else type(e).__name__})",
-                             "resume from an earlier copy or start again") from None
+    obj = _safe_torch_load(path, "training state", "resume from an earlier copy or start again")
     if not isinstance(obj, dict) or obj.get("format") != STATE_FORMAT:
         raise ModelFileError(f"{path!r} is not a bnnhw training state",
                              "pass the m.state.pt written beside the checkpoint m.pt")
@@ -153,17 +167,7 @@ def load_checkpoint(path: str) -> dict:
     if not os.path.exists(path):
         raise ModelFileError(f"model file {path!r} does not exist",
                              "train one with `bnnhw train ... -o model.pt`")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise ModelFileError(f"{path!r} is not a safe bnnhw checkpoint: it asks to run code "
-                             f"or load objects other than tensors ({str(e).splitlines()[0]})",
-                             "only load checkpoints written by `bnnhw train`; "
-                             "this file was refused without running it") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise ModelFileError(f"{path!r} is not a readable checkpoint (truncated or corrupted: "
-                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__})",
-                             "re-run training or copy the file again") from None
+    obj = _safe_torch_load(path, "checkpoint", "re-run training or copy the file again")
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise ModelFileError(f"{path!r} is a torch file but not a bnnhw checkpoint",
                              "train with `bnnhw train`, which writes spec and weights together")
@@ -174,15 +178,25 @@ def load_checkpoint(path: str) -> dict:
 
 
 def model_from_checkpoint(ck: dict, path: str = "checkpoint") -> BNN:
-    """Rebuild the torch model from a loaded checkpoint (eval mode)."""
+    """Rebuild the torch model from a loaded checkpoint (eval mode).  The spec is
+    validated, sizes within :mod:`bnnhw.limits`, before the model is allocated."""
     try:
         validate_spec(ck["spec"])
         model = BNN(ck["spec"])
-    except (SpecError, KeyError, TypeError) as e:
-        raise ModelFileError(f"{path}: invalid architecture spec: {e}",
+    except (SpecError, KeyError, TypeError, AttributeError, ValueError, IndexError) as e:
+        what = str(e) if isinstance(e, SpecError) else f"{type(e).__name__}: {e}"
+        raise ModelFileError(f"{path}: invalid architecture spec: {what}",
                              "the checkpoint was not written by this bnnhw; re-train") from None
     sd = ck.get("state_dict", {})
+    if not isinstance(sd, dict):
+        raise ModelFileError(f"{path}: state_dict is a {type(sd).__name__}, not a dict",
+                             "the file was edited or corrupted; re-train or re-copy it")
     want = model.state_dict()
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ModelFileError(f"{path}: state_dict entries that are not tensors: "
+                             + ", ".join(map(str, bad[:5])) + (" ..." if len(bad) > 5 else ""),
+                             "the file was edited or corrupted; re-train or re-copy it")
     problems = [f"{k}: missing" for k in want if k not in sd]
     problems += [f"{k}: unexpected" for k in sd if k not in want]
     problems += [f"{k}: shape {tuple(sd[k].shape)} but spec needs {tuple(v.shape)}"
@@ -191,6 +205,10 @@ def model_from_checkpoint(ck: dict, path: str = "checkpoint") -> BNN:
         raise ModelFileError(f"{path}: weights do not match the architecture spec: "
                              + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""),
                              "the file was edited or corrupted; re-train or re-copy it")
-    model.load_state_dict(sd)
+    try:
+        model.load_state_dict(sd)
+    except RuntimeError as e:   # e.g. a dtype torch cannot copy
+        raise ModelFileError(f"{path}: weights do not load: {str(e).splitlines()[0][:200]}",
+                             "the file was edited or corrupted; re-train or re-copy it") from None
     model.eval()
     return model

@@ -263,11 +263,18 @@ def _read_maybe_gz(path: Path) -> bytes:
         raise DatasetError(f"cannot read {path}: {e.strerror}",
                            "check the file's permissions") from None
     if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
+        from .. import limits
+        cap = limits.MAX_DATASET_BYTES
+        try:     # bounded: a small gzip bomb must not expand past the dataset limit
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+                out = f.read(cap + 1)
         except (OSError, EOFError, zlib.error) as e:
             raise DatasetError(f"{path} is a damaged gzip file ({e})",
                                "download or copy the file again") from None
+        if len(out) > cap:
+            raise DatasetError(f"{path} expands to more than bnnhw's limit of {cap:,} "
+                               "bytes", "use a smaller dataset")
+        return out
     return raw
 
 
@@ -284,11 +291,13 @@ def _labels(y, where: str, n_classes: int | None = None) -> np.ndarray:
         else:
             raise DatasetError(f"{where}: labels have dtype {y.dtype}, expected integers",
                                "store labels as integer class indices 0..K-1")
-    if y.size and (y.min() < 0 or (n_classes is not None and y.max() >= n_classes)):
+    from ..limits import MAX_CLASSES
+    limit = MAX_CLASSES if n_classes is None else min(n_classes, MAX_CLASSES)
+    if y.size and (y.min() < 0 or y.max() >= limit):
         raise DatasetError(
-            f"{where}: labels range {int(y.min())}..{int(y.max())}, expected 0.."
-            f"{(n_classes - 1) if n_classes is not None else 'K-1'}",
-            "labels must be class indices 0..K-1 (and match the class list)")
+            f"{where}: labels range {y.min()}..{y.max()}, expected 0..{limit - 1}"
+            + ("" if n_classes is not None else f" (bnnhw takes at most {MAX_CLASSES:,} "
+               "classes)"), "labels must be class indices 0..K-1 (and match the class list)")
     return y.astype(np.int64)
 
 
@@ -593,20 +602,33 @@ _DECODABLE_MODES = _GRAY_MODES + ("P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMY
 
 
 def _decode_images(files: list[tuple[Path, int]], where: str) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from ..limits import MAX_DATASET_BYTES, MAX_IMAGE_SIDE, check_image_size
+
+    def damaged(p, e):
+        return DatasetError(f"cannot decode image {p}: {type(e).__name__}: {e}",
+                            "remove or replace the damaged file")
 
     def open_(p):
+        # Pillow's decoders raise many exception types on damaged files (OSError,
+        # SyntaxError, ValueError, struct.error, DecompressionBombError ...): all are
+        # a damaged or hostile file here.
         try:
             return Image.open(p)
-        except (UnidentifiedImageError, OSError) as e:
-            raise DatasetError(f"cannot decode image {p}: {e}",
-                               "remove or replace the damaged file") from None
+        except Image.DecompressionBombError as e:
+            raise DatasetError(f"{p} is larger than bnnhw's limit of {MAX_IMAGE_SIDE}x"
+                               f"{MAX_IMAGE_SIDE} pixels ({e})", "resize the images (BNN "
+                               "accelerators take small images, e.g. 32x32)") from None
+        except Exception as e:  # noqa: BLE001
+            raise damaged(p, e) from None
 
-    # Pass 1 reads headers only: one size, and gray vs colour for the whole folder.
+    # Pass 1 reads headers only: size limits, one size, gray vs colour for the folder.
     size = None
     gray = True
     for p, _ in files:
         with open_(p) as im:
+            check_image_size(im.size[0], im.size[1], str(p), DatasetError)
             if size is None:
                 size = im.size
             elif im.size != size:
@@ -621,21 +643,28 @@ def _decode_images(files: list[tuple[Path, int]], where: str) -> tuple[np.ndarra
     mode = "L" if gray else "RGB"
     c = 1 if gray else 3
     w, h = size
+    if len(files) * h * w * c > MAX_DATASET_BYTES:
+        raise DatasetError(f"{where}: {len(files):,} images of {w}x{h}x{c} would take "
+                           f"{len(files) * h * w * c:,} bytes decoded, above bnnhw's limit "
+                           f"of {MAX_DATASET_BYTES:,}", "use fewer or smaller images")
     x = np.empty((len(files), h, w, c), np.uint8)
     y = np.empty(len(files), np.int64)
     for i, (p, label) in enumerate(files):
         with open_(p) as im:
+            if im.size != size:       # the file changed since pass 1
+                raise DatasetError(f"{p} changed while it was read", "read it again")
             try:
                 im.load()
-            except OSError as e:
-                raise DatasetError(f"cannot decode image {p}: {e}",
-                                   "remove or replace the damaged file") from None
-            if "A" in im.getbands() or (im.mode == "P" and "transparency" in im.info):
-                a = np.asarray(im.convert("RGBA").getchannel("A"))
-                if a.min() < 255:
-                    raise DatasetError(f"{p} has transparent pixels",
-                                       "flatten the images onto a background first")
-            x[i] = np.asarray(im.convert(mode)).reshape(h, w, c)
+                alpha = ("A" in im.getbands()
+                         or (im.mode == "P" and "transparency" in im.info))
+                a = np.asarray(im.convert("RGBA").getchannel("A")) if alpha else None
+                pixels = np.asarray(im.convert(mode)).reshape(h, w, c)
+            except Exception as e:  # noqa: BLE001 - see open_
+                raise damaged(p, e) from None
+            if a is not None and a.min() < 255:
+                raise DatasetError(f"{p} has transparent pixels",
+                                   "flatten the images onto a background first")
+            x[i] = pixels
         y[i] = label
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y
 
@@ -653,11 +682,13 @@ def _load_image_folder_arrays(d: Path, cache: Path | None = None):
     """(x, y, classes) of an image folder; with ``cache``, reuse/refresh a decoded npz."""
     if cache is not None and cache.is_file() and cache.stat().st_mtime >= _folder_mtime(d):
         try:
-            with np.load(cache, allow_pickle=False) as z:
-                x, y, classes = z["x"], z["y"].astype(np.int64), [str(s) for s in z["classes"]]
+            from ..limits import MAX_DATASET_BYTES, read_npz
+            z = read_npz(cache, ("x", "y", "classes"), where=str(cache), error=DatasetError,
+                         max_bytes=MAX_DATASET_BYTES)
+            x, y, classes = z["x"], z["y"].astype(np.int64), [str(s) for s in z["classes"]]
             if x.dtype == np.uint8 and x.ndim == 4 and len(x) == len(y):
                 return x, y, classes
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        except (DatasetError, KeyError, ValueError, TypeError):
             pass  # a damaged cache is rebuilt below
     classes, files = _scan_image_folder(d)
     x, y = _decode_images(files, str(d))
@@ -700,38 +731,45 @@ def _unify_channels(a: np.ndarray, b: np.ndarray, where: str):
 
 
 def _load_npz(path: Path, name: str) -> Dataset:
+    from ..limits import MAX_CLASSES, check_image_size, read_npz
+    write_hint = "write it with np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
     try:
         z = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise DatasetError(f"cannot read {path} as a numpy .npz file ({e})",
-                           "write it with np.savez(path, x_train=..., y_train=..., "
-                           "x_test=..., y_test=...)") from None
+    except Exception as e:  # noqa: BLE001 - numpy/zipfile on a damaged file: many types
+        raise DatasetError(f"cannot read {path} as a numpy .npz file ({type(e).__name__}: "
+                           f"{str(e)[:160]})", write_hint) from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise DatasetError(f"{path} is a single .npy array, not an .npz archive", write_hint)
     with z:
         keys = set(z.files)
         if not {"x_train", "y_train"} <= keys:
             raise DatasetError(f"{path} has arrays {sorted(keys)}, needs x_train and y_train "
-                               "(and optionally x_test, y_test, classes)",
-                               "write it with np.savez(path, x_train=..., y_train=..., "
-                               "x_test=..., y_test=...)")
+                               "(and optionally x_test, y_test, classes)", write_hint)
         if ("x_test" in keys) != ("y_test" in keys):
             raise DatasetError(f"{path} has only one of x_test and y_test",
                                "store both test arrays or neither")
-        try:
-            arrays = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test", "classes")
-                      if k in keys}
-        except ValueError as e:  # object arrays would need pickle
-            raise DatasetError(f"{path}: {e}", "store plain numeric arrays and a string "
-                               "array of class names (no Python objects)") from None
+    # sizes checked before reading, CRC errors and Python objects refused
+    arrays = read_npz(path, ("x_train", "y_train", "x_test", "y_test", "classes"),
+                      where=str(path), error=DatasetError, hint=write_hint + " (plain "
+                      "numeric arrays and a string array of class names, no Python objects)")
     classes = None
     if "classes" in arrays:
         c = arrays["classes"]
         if c.ndim != 1 or c.dtype.kind not in "USiu":
             raise DatasetError(f"{path}: classes has shape {c.shape} / dtype {c.dtype}",
                                "store class names as a 1-D string array")
-        classes = [str(s) for s in c]
+        if not 0 < len(c) <= MAX_CLASSES:
+            raise DatasetError(f"{path}: {len(c):,} classes; bnnhw takes 1..{MAX_CLASSES:,}",
+                               "store one name per class")
+        try:
+            classes = [str(s) for s in c]
+        except (SystemError, ValueError, UnicodeError):   # code points beyond Unicode
+            raise DatasetError(f"{path}: classes holds invalid text",
+                               "store class names as a 1-D string array") from None
     nc = len(classes) if classes is not None else None
     where = f"{path}[x_train]"
     x_tr = _to_nchw(_pixels(arrays["x_train"], where), where)
+    check_image_size(x_tr.shape[3], x_tr.shape[2], f"{where}: an image", DatasetError)
     y_tr = _labels(arrays["y_train"], f"{path}[y_train]", nc)
     x_te = y_te = None
     if "x_test" in arrays:
@@ -745,7 +783,7 @@ def _load_npz(path: Path, name: str) -> Dataset:
         raise DatasetError(f"{path}: {len(x_tr)} training images but {len(y_tr)} labels",
                            "x_train and y_train must have the same length")
     _check_shapes(x_tr, x_te, str(path))
-    if classes is None:
+    if classes is None:      # labels are within 0..MAX_CLASSES-1 (_labels)
         top = max(int(y_tr.max(initial=0)), int(y_te.max(initial=0)) if y_te is not None else 0)
         classes = [str(i) for i in range(top + 1)]
     return Dataset(name=name, kind=_kind_for_channels(x_tr.shape[1]), x_train=x_tr,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -124,38 +125,79 @@ def make_spec(arch: str, *, input_shape, num_classes: int, input_quant: dict,
     return spec
 
 
+def _int(v, what: str, lo: int, hi: int) -> int:
+    """``v`` as an int in lo..hi (bools and non-integers refused), else SpecError."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+        raise SpecError(f"{what} is {v!r}; expected an integer in {lo}..{hi:,}")
+    return int(v)
+
+
 def _shapes(spec):
     """Yield (index, layer, in_shape) and return the final shape; in_shape is
-    (C, H, W) for maps or (N,) for vectors."""
+    (C, H, W) for maps or (N,) for vectors.  Every size is checked against
+    :mod:`bnnhw.limits` (before any tensor is allocated)."""
+    from ..limits import (MAX_CHANNELS, MAX_FEATURE_MAP, MAX_IMAGE_SIDE, MAX_KERNEL,
+                          MAX_LAYER_WIDTH, MAX_LAYERS, MAX_WEIGHTS)
     inp = spec["input"]
-    shape = (inp["channels"], inp["height"], inp["width"])
+    if not isinstance(inp, dict):
+        raise SpecError(f"spec input is {type(inp).__name__}, expected a dict")
+    shape = (_int(inp["channels"], "input channels", 1, MAX_CHANNELS),
+             _int(inp["height"], "input height", 1, MAX_IMAGE_SIDE),
+             _int(inp["width"], "input width", 1, MAX_IMAGE_SIDE))
+    layers = spec["layers"]
+    if not isinstance(layers, list) or not 1 <= len(layers) <= MAX_LAYERS:
+        raise SpecError(f"spec layers must be a list of 1..{MAX_LAYERS} layers")
     out = []
-    for i, layer in enumerate(spec["layers"]):
+    weights = 0
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, dict):
+            raise SpecError(f"layer {i} is {type(layer).__name__}, expected a dict")
         out.append((i, layer, shape))
         t = layer.get("type")
         if t == "conv":
             if len(shape) != 3:
                 raise SpecError(f"layer {i} (conv) follows an fc layer; convs must come first")
-            k, s, p = layer["kernel"], layer.get("stride", 1), layer.get("padding", 0)
+            k = _int(layer["kernel"], f"layer {i} kernel", 1, MAX_KERNEL)
+            s = _int(layer.get("stride", 1), f"layer {i} stride", 1, MAX_KERNEL)
+            p = _int(layer.get("padding", 0), f"layer {i} padding", 0, MAX_KERNEL)
+            oc = _int(layer["out_channels"], f"layer {i} out_channels", 1, MAX_CHANNELS)
             if k > shape[1] + 2 * p or k > shape[2] + 2 * p:
                 raise SpecError(f"layer {i} (conv): kernel {k} larger than its padded "
                                 f"input {shape[1]}x{shape[2]}; use a smaller net or input")
-            shape = (layer["out_channels"], (shape[1] + 2 * p - k) // s + 1,
-                     (shape[2] + 2 * p - k) // s + 1)
+            weights += oc * shape[0] * k * k
+            shape = (oc, (shape[1] + 2 * p - k) // s + 1, (shape[2] + 2 * p - k) // s + 1)
         elif t == "maxpool":
-            k = layer["kernel"]
+            k = _int(layer["kernel"], f"layer {i} kernel", 1, MAX_KERNEL)
             if len(shape) != 3 or shape[1] < k or shape[2] < k:
                 raise SpecError(f"layer {i} (maxpool {k}): input {shape} too small")
             shape = (shape[0], shape[1] // k, shape[2] // k)
         elif t == "fc":
-            shape = (layer["out_features"],)
+            n = _int(layer["out_features"], f"layer {i} out_features", 1, MAX_LAYER_WIDTH)
+            weights += n * int(np.prod(shape))
+            shape = (n,)
         else:
             raise SpecError(f"layer {i}: unknown type {t!r} (expected conv, maxpool, fc)")
+        if int(np.prod(shape)) > MAX_FEATURE_MAP:
+            raise SpecError(f"layer {i} ({t}): output {shape} has more than "
+                            f"{MAX_FEATURE_MAP:,} elements per image (bnnhw's limit)")
+        if weights > MAX_WEIGHTS:
+            raise SpecError(f"the network has more than {MAX_WEIGHTS:,} weights by layer {i} "
+                            "(bnnhw's limit)", )
     return out, shape
 
 
 def validate_spec(spec: dict) -> None:
-    """Raise SpecError unless the spec builds into a valid BNN."""
+    """Raise SpecError unless the spec builds into a valid BNN of sizes within
+    :mod:`bnnhw.limits` (a malformed spec of any type is a SpecError too)."""
+    try:
+        _validate_spec(spec)
+    except SpecError:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as e:
+        raise SpecError(f"malformed spec ({type(e).__name__}: {e})") from None
+
+
+def _validate_spec(spec: dict) -> None:
     if not isinstance(spec, dict) or spec.get("version") != SPEC_VERSION:
         raise SpecError(f"network spec version {spec.get('version') if isinstance(spec, dict) else None}"
                         f" is not supported (expected {SPEC_VERSION})")
@@ -164,6 +206,8 @@ def validate_spec(spec: dict) -> None:
         if spec.get(key) not in allowed:
             raise SpecError(f"spec {key}={spec.get(key)!r}; expected one of {allowed}")
     inp = spec["input"]
+    if not isinstance(inp, dict):
+        raise SpecError(f"spec input is {type(inp).__name__}, expected a dict")
     if inp.get("bits") == 1:
         if "threshold" not in inp:
             raise SpecError("1-bit input needs a 'threshold'")
@@ -174,6 +218,8 @@ def validate_spec(spec: dict) -> None:
     weighted = [i for i, l, _ in layers if l["type"] in ("conv", "fc")]
     if not weighted or spec["layers"][-1]["type"] != "fc":
         raise SpecError("the last layer must be fc (the class scores)")
+    from ..limits import MAX_CLASSES
+    _int(spec["num_classes"], "num_classes", 1, MAX_CLASSES)
     if final != (spec["num_classes"],):
         raise SpecError(f"last fc has {final} outputs, expected num_classes={spec['num_classes']}")
     for i, l, _ in layers:

@@ -136,12 +136,18 @@ def run(args) -> dict:
 @contextlib.contextmanager
 def _stage(name: str, out_dir: str | None = None):
     """Turn an unexpected exception of a stage into a BnnhwError that names the stage
-    (the traceback goes to DIR/logs/STAGE.log when the folder exists)."""
+    (an OSError as an environment problem; any other exception as a probable bug, its
+    traceback in DIR/logs/STAGE.log when the folder exists)."""
     try:
         yield
     except (BnnhwError, KeyboardInterrupt, SystemExit):
         raise
-    except Exception as e:   # a bug or an environment problem: no traceback on screen
+    except OSError as e:     # the environment (disk full, permissions), not a bug
+        raise BnnhwError(f"build stage {name} failed: {e.strerror or e}"
+                         + (f": {e.filename!r}" if e.filename else ""),
+                         "check the free disk space and the permissions of the output "
+                         "folder") from None
+    except Exception as e:   # a bug: no traceback on screen
         where = ""
         if out_dir and os.path.isdir(out_dir):
             logs = os.path.join(out_dir, "logs")
@@ -483,7 +489,9 @@ def _selftest_images(ir, ck, count, dataset, split, data_dir, what="--self-test"
 
 
 def _clear_old_outputs(out_dir):
-    """A new build must not leave the previous build's bitstream or report behind."""
+    """A new build must not leave the previous build's bitstream or report behind (only
+    called on a folder held by :func:`bnnhw.outputs.claim_folder`: an earlier bnnhw
+    build's files, never a user's)."""
     for name in ("top.bin", "top.bit", "report.json", "report.txt", "report.png"):
         p = os.path.join(out_dir, name)
         if os.path.isfile(p):
@@ -492,10 +500,26 @@ def _clear_old_outputs(out_dir):
 
 # ---------------------------------------------------------------------------- the build
 
-def run_build(model, board, out_dir, *, folding=None, target_cycles=None, target_fps=None,
-              clock_mhz=None, max_luts=None, from_dir=None, self_test=None, dataset=None,
-              split="test", data_dir=None, seed=1, baud=None, allow_timing_fail=False,
-              per_module=True, plot=True, gate_sim=0, dry_run=False, progress=_log) -> dict:
+def run_build(model, board, out_dir, **kwargs) -> dict:
+    """Build a bitstream of ``model`` for ``board`` into the output folder ``out_dir``
+    (see :func:`_run_build` for the options and the result).
+
+    The folder must be new, empty or an earlier bnnhw output folder; it is held
+    exclusively for the whole build (:func:`bnnhw.outputs.claim_folder`: a concurrent
+    build into it fails at once) and bnnhw deletes only files it wrote there."""
+    from ..outputs import check_output_folder, claim_folder
+    if not out_dir:
+        raise BnnhwError("no output folder given", "pass -o DIR")
+    out_dir = os.fspath(out_dir)
+    check_output_folder(out_dir)
+    with claim_folder(out_dir, kind="build"):
+        return _run_build(model, board, out_dir, **kwargs)
+
+
+def _run_build(model, board, out_dir, *, folding=None, target_cycles=None, target_fps=None,
+               clock_mhz=None, max_luts=None, from_dir=None, self_test=None, dataset=None,
+               split="test", data_dir=None, seed=1, baud=None, allow_timing_fail=False,
+               per_module=True, plot=True, gate_sim=0, dry_run=False, progress=_log) -> dict:
     """Build a bitstream of ``model`` (checkpoint/IR path, or a NetworkIR) for ``board``
     into ``out_dir`` and return the report's summary (DESIGN.md 3b keys ``board``,
     ``device``, ``lut``, ``ff``, ``ebr``, ``spram``, ``fmax_mhz``, ``clock_mhz``,
@@ -513,12 +537,6 @@ def run_build(model, board, out_dir, *, folding=None, target_cycles=None, target
 
     t_start = time.monotonic()
     seconds: dict = {}
-    if not out_dir:
-        raise BnnhwError("no output folder given", "pass -o DIR")
-    out_dir = os.fspath(out_dir)
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise BnnhwError(f"output {out_dir!r} exists and is not a folder",
-                         "give a folder name, e.g. -o build-tfc")
     # cheap checks first: board, tools, clock, seed
     b = get_board(board)
     tools = {} if dry_run else check_tools(b.family)

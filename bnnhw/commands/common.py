@@ -36,17 +36,29 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def check_output_path(path: str) -> str:
-    d = os.path.dirname(os.path.abspath(path))
+def check_output_path(path: str, option: str = "-o") -> str:
+    """Check an output file's path before any long work starts: not a folder, its folder
+    creatable (created if missing) and writable (:func:`bnnhw.outputs.check_output_file`)."""
+    from ..outputs import check_output_file
     if os.path.isdir(path):
-        raise BnnhwError(f"output {path!r} is a directory", "give a file name, e.g. -o model.pt")
+        raise BnnhwError(f"output {path!r} is a directory",
+                         f"give a file name, e.g. {option} model.pt")
+    d = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(d):
         try:
             os.makedirs(d, exist_ok=True)
         except OSError as e:
             raise BnnhwError(f"cannot create output directory {d!r}: {e.strerror}",
-                             "choose a writable location for -o") from None
-    return path
+                             f"choose a writable location for {option}") from None
+    return check_output_file(path, option)
+
+
+def check_count(count, option: str = "--count"):
+    """``--count N`` of every command: None (all images) or at least 1."""
+    if count is not None and count < 1:
+        raise BnnhwError(f"{option} must be at least 1, not {count}", f"e.g. {option} 100, "
+                         "or leave it out for every image of the split")
+    return count
 
 
 def dataset_split(ds_name: str, split: str, ck: dict | None, data_dir=None):

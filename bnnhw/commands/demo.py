@@ -25,8 +25,17 @@ def run(args):
     from ..cli import make_parser
     from ..errors import BnnhwError
 
-    out = args.output
-    os.makedirs(out, exist_ok=True)
+    from ..outputs import check_output_folder, claim_folder
+    check_output_folder(args.output)
+    with claim_folder(args.output, kind="demo"):
+        return _run(args, args.output)
+
+
+def _run(args, out):
+    """The demo's steps in its held output folder."""
+    from ..cli import make_parser
+    from ..errors import BnnhwError
+
     ckpt = os.path.join(out, "model.pt")
     ir = os.path.join(out, "model.bnn")
     parser = make_parser()

@@ -26,7 +26,9 @@ def run(args):
     from ..train.checkpoint import is_checkpoint, load_checkpoint, model_from_checkpoint
     from ..train.loop import predict
 
+    from .common import check_count
     set_threads(args.threads)
+    check_count(args.count)
     if args.engine == "torch":
         if not is_checkpoint(args.model):
             raise BnnhwError(f"{args.model!r} is not a training checkpoint",
@@ -39,8 +41,11 @@ def run(args):
         if args.count is not None:
             x, y = x[:args.count], y[:args.count]
         _check_shape(ds, ck["spec"]["input"], args)
+        if len(y) == 0:
+            raise BnnhwError(f"the {args.split} split of {ds.name} is empty",
+                             "choose another --split")
         pred = predict(model, x)
-        acc = float((pred == y).mean()) if len(y) else float("nan")
+        acc = float((pred == y).mean())
         log(f"{ds.name} {args.split}: accuracy {acc:.4f} on {len(y)} images (torch)")
         return {"accuracy": acc, "count": int(len(y)), "engine": "torch"}
     from ..golden import evaluate_golden

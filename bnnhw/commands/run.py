@@ -27,11 +27,11 @@ def run(args):
     from .common import dataset_split
     from ..boards.host import DEFAULT_BAUD, run_images
 
+    from .common import check_count
+    check_count(args.count)
     ir, ck = load_model_any(args.model)
     meta = {"split": ir.split, "dataset": ir.dataset} if ck is None else ck
     _, x, y = dataset_split(args.dataset, args.split, meta, args.data_dir)
-    if args.count < 1:
-        raise BnnhwError(f"--count must be at least 1, not {args.count}", "e.g. --count 100")
     x, y = x[:args.count], y[:args.count]
     from ..dataflow import encode_images
     beats = encode_images(ir, x).reshape(len(x), -1)

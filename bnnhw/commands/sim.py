@@ -152,6 +152,25 @@ def _steady_cycles(res) -> float | None:
 
 
 def run(args):
+    """Check the options and output paths first, then simulate (:func:`_run`)."""
+    from ..outputs import atomic_write, check_output_folder, claim_folder
+    from .common import check_count, check_output_path
+
+    set_threads(args.threads)
+    check_count(args.count)
+    if not 0.0 <= args.stall < 1.0:
+        raise BnnhwError(f"--stall {args.stall} is outside [0, 1)", "e.g. --stall 0.3")
+    if args.save_folding:
+        check_output_path(args.save_folding, "--save-folding")
+    if args.work_dir:
+        check_output_folder(args.work_dir, "--work-dir")
+        with claim_folder(args.work_dir, kind="sim", option="--work-dir"):
+            return _run(args, atomic_write)
+    return _run(args, atomic_write)
+
+
+def _run(args, atomic_write):
+    """``run`` after the option checks (in the held ``--work-dir`` folder, if any)."""
     import numpy as np
 
     from ..dataflow import estimates_summary
@@ -159,12 +178,6 @@ def run(args):
     from ..golden import GoldenModel
     from ..sim import simulate
     from .common import dataset_split
-
-    set_threads(args.threads)
-    if args.count is not None and args.count < 1:
-        raise BnnhwError(f"--count must be at least 1, not {args.count}", "e.g. --count 100")
-    if not 0.0 <= args.stall < 1.0:
-        raise BnnhwError(f"--stall {args.stall} is outside [0, 1)", "e.g. --stall 0.3")
 
     ir, ck, built = load_model_for(args)
     # the images first: a wrong dataset fails before any generation
@@ -188,9 +201,8 @@ def run(args):
     if gen_s:
         log(f"generated Verilog in {gen_s:.1f} s ({len(text) // 1024} KiB)")
     if args.save_folding:
-        with open(args.save_folding, "w", encoding="utf-8") as f:
-            json.dump(plan.to_json(), f, indent=1, sort_keys=True)
-            f.write("\n")
+        atomic_write(args.save_folding, json.dumps(plan.to_json(), indent=1, sort_keys=True)
+                     + "\n", text=True)
     golden = GoldenModel(ir).predict(x)
     beats = encode_images(ir, x)
     n, elems = len(x), q.height * q.width * q.channels

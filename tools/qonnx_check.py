@@ -12,7 +12,6 @@ import argparse
 import json
 import time
 
-import numpy as np
 
 
 def main(argv=None):

@@ -421,3 +421,31 @@ def test_opset_of_legacy_brevitas_domain_is_added():
     m = load(TFC)
     assert [o.domain for o in m.opset_import] == [""]
     assert "onnx.brevitas" in [o.domain for o in with_qonnx_opsets(m).opset_import]
+
+
+def test_a_1bit_quant_made_bipolar_by_affine_ops_is_imported():
+    """Quant(1 bit, unsigned) gives {0, 1}; followed by Mul 2, Sub 1 it is exactly +-1."""
+    def edit(m):
+        _w1a2(m)
+        _set_init(m, "q_b", np.float32(1.0))
+        n = _node(m, "45")
+        n.output[0] = "45q"
+        for a in n.attribute:
+            if a.name == "signed":
+                a.i = 0
+        m.graph.initializer.extend([numpy_helper.from_array(np.float32(2.0), "two"),
+                                    numpy_helper.from_array(np.float32(1.0), "one")])
+        i = list(m.graph.node).index(n)
+        m.graph.node.insert(i + 1, helper.make_node("Mul", ["45q", "two"], ["45m"]))
+        m.graph.node.insert(i + 2, helper.make_node("Sub", ["45m", "one"], ["45"]))
+    m = _edit(edit)
+    ir = import_qonnx(m)
+    imgs = digit_like(200, seed=7)
+    ref = Reference(m).run_float(raw_to_float(imgs), ["45", "74"])
+    cls, _, per = GoldenModel(ir).run(imgs, collect=True)
+    assert set(np.unique(ref[0]).tolist()) == {-1.0, 1.0}
+    assert np.array_equal(per[0]["bits"].astype(bool), ref[0] > 0)
+    assert np.array_equal(cls, ref[1].argmax(1))
+    # round(x) >= 1 is x > 0.5 (half to even), not BipolarQuant's x >= 0: other thresholds
+    plain = import_qonnx(load(TFC), self_check=0)
+    assert not np.array_equal(ir.layers[0].thresholds, plain.layers[0].thresholds)

@@ -66,7 +66,8 @@ from . import layout
 from .errors import BnnhwError, ModelFileError
 from .ir import Dense, InputQuant, MaxPool, NetworkIR, _jsonable, is_ir_file, load_ir
 
-__all__ = ["export_checkpoint", "export_model", "load_model_any", "ExportError"]
+__all__ = ["export_checkpoint", "export_model", "load_model_any", "ExportError",
+           "scores_from_values"]
 
 _EXACT_LIMIT = 1 << 24          # float32 integers are exact below this
 _EXHAUSTIVE_LIMIT = 1 << 24     # elements evaluated at most for a full monotonicity check
@@ -110,16 +111,22 @@ def export_checkpoint(path_or_ck, *, self_check: int = 32, source: str | None = 
 
 
 def load_model_any(path: str):
-    """``(ir, ck_or_None)`` for a training checkpoint or an IR file, told apart by content.
+    """``(ir, ck_or_None)`` for a training checkpoint, an IR file or a QONNX model,
+    told apart by content.
 
     A checkpoint is exported on the fly (with its self-check) and returned
-    with the loaded checkpoint dict; an IR file is loaded and validated."""
+    with the loaded checkpoint dict; an IR file is loaded and validated; an
+    ONNX model is imported (:func:`bnnhw.qonnx_import.import_qonnx`, with its
+    self-check against the reference execution)."""
     import zipfile
     if not os.path.exists(path):
         raise ModelFileError(f"model file {path!r} does not exist",
                              "train one with `bnnhw train` or export one with `bnnhw export`")
     if is_ir_file(path):
         return load_ir(path), None
+    from .qonnx_import import import_qonnx, is_onnx_file
+    if is_onnx_file(path):
+        return import_qonnx(path), None
     try:
         is_zip = zipfile.is_zipfile(path)
     except OSError:
@@ -127,9 +134,10 @@ def load_model_any(path: str):
     except Exception:  # noqa: BLE001 - a damaged zip directory: load_checkpoint says so
         is_zip = True
     if not is_zip:
-        raise ModelFileError(f"{path!r} is neither a bnnhw checkpoint nor an IR file "
-                             "(not a zip container; truncated or another format)",
-                             "give a checkpoint from `bnnhw train` or an IR from `bnnhw export`")
+        raise ModelFileError(f"{path!r} is neither a bnnhw checkpoint, an IR file nor an ONNX "
+                             "model (not a zip container or protobuf; truncated or another "
+                             "format)", "give a checkpoint from `bnnhw train`, an IR from "
+                             "`bnnhw export` or a QONNX .onnx model")
     from .train.checkpoint import load_checkpoint
     ck = load_checkpoint(path)
     return export_checkpoint(ck, source=path), ck
@@ -559,6 +567,16 @@ def _fold_scores(norm, mh, lo, hi, to_float, where):
         v = vals[s:s + chunk]
         g.append(_eval_norm(norm, to_float(np.repeat(v[:, None], mh, axis=1)), None, where).numpy())
     g = np.concatenate(g)                                    # (n, mh) float32
+    return scores_from_values(g, where)
+
+
+def scores_from_values(g, where):
+    """Score representation from the output norm's float32 values ``g[p - lo, c]``
+    on every reachable accumulator value: ``("popcount", None, dirs)`` when all
+    classes share one strictly monotone function, else ``("rank_table", table,
+    dirs)`` (dense ranks of all values; argmax with ties to the lowest index
+    equals numpy/torch argmax on the floats)."""
+    n, mh = g.shape
     if np.isnan(g).any():
         raise ExportError(f"{where}: the output norm gives NaN scores",
                           "check its running_var/weight for NaN or negative variance")

@@ -60,8 +60,9 @@ import numpy as np
 
 __all__ = [
     "to_bits", "from_bits", "pack_bits", "unpack_bits", "popcount",
-    "im2col_index", "im2col", "conv_weight_to_matrix", "flatten_index",
-    "fc_weight_from_torch", "check_fold", "pack_weights", "pack_thresholds",
+    "im2col_index", "im2col", "conv_weight_to_matrix", "conv_weight_from_matrix",
+    "flatten_index", "fc_weight_from_torch", "fc_weight_to_torch", "check_fold",
+    "pack_weights", "pack_thresholds",
     "unpack_fold_output", "bitplanes", "plane_coefficients", "int_to_word",
     "word_to_int", "input_beats", "class_index_width",
 ]
@@ -159,6 +160,13 @@ def conv_weight_to_matrix(w) -> np.ndarray:
     return np.ascontiguousarray(w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1))
 
 
+def conv_weight_from_matrix(m, channels: int, k: int) -> np.ndarray:
+    """Inverse of :func:`conv_weight_to_matrix`: ``(OC, K*K*C)`` in im2col order ->
+    the torch/ONNX conv weight ``(OC, C, K, K)``."""
+    m = np.asarray(m)
+    return np.ascontiguousarray(m.reshape(m.shape[0], k, k, channels).transpose(0, 3, 1, 2))
+
+
 def flatten_index(h: int, w: int, c: int, height: int, width: int, channels: int) -> int:
     """Position of feature (h, w, c) in the flattened (channels-last) vector."""
     return (h * width + w) * channels + c
@@ -171,6 +179,15 @@ def fc_weight_from_torch(w, channels: int, height: int, width: int) -> np.ndarra
     out = w.shape[0]
     return np.ascontiguousarray(
         w.reshape(out, channels, height, width).transpose(0, 2, 3, 1).reshape(out, -1))
+
+
+def fc_weight_to_torch(w, channels: int, height: int, width: int) -> np.ndarray:
+    """Inverse of :func:`fc_weight_from_torch`: columns in the IR's ``(h, w, c)``
+    order -> torch's/ONNX's ``(c, h, w)`` flatten order."""
+    w = np.asarray(w)
+    out = w.shape[0]
+    return np.ascontiguousarray(
+        w.reshape(out, height, width, channels).transpose(0, 3, 1, 2).reshape(out, -1))
 
 
 # -- folding ----------------------------------------------------------------

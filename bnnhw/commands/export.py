@@ -1,4 +1,5 @@
-"""``bnnhw export``: fold a training checkpoint into the integer network IR."""
+"""``bnnhw export``: fold a training checkpoint (or import a QONNX model) into the integer
+network IR, or write a network as a QONNX model (``--format qonnx``)."""
 from __future__ import annotations
 
 import os
@@ -7,35 +8,74 @@ from ..errors import BnnhwError, ModelFileError
 from .common import check_output_path
 
 NAME = "export"
-HELP = ("fold a trained checkpoint (BatchNorm + sign -> integer thresholds) into the "
-        "bit-exact network IR file used by the golden model and the hardware")
+HELP = ("fold a trained checkpoint or import a QONNX model (BatchNorm + sign -> integer "
+        "thresholds) into the bit-exact network IR file used by the golden model and the "
+        "hardware, or write a network as QONNX (--format qonnx)")
 
 
 def add_arguments(p):
-    p.add_argument("--model", required=True, help="training checkpoint (.pt) from `bnnhw train`")
+    p.add_argument("--model", required=True,
+                   help="training checkpoint (.pt) from `bnnhw train`, a QONNX/Brevitas "
+                        "model (.onnx, imported), or (with --format qonnx) an IR file")
     p.add_argument("-o", "--output", default=None,
-                   help="IR file to write (default: the model path with the suffix .bnn)")
+                   help="file to write (default: the model path with the suffix .bnn, or .onnx "
+                        "for --format qonnx)")
+    p.add_argument("--format", choices=["bnn", "qonnx"], default=None,
+                   help="bnn: the bnnhw IR (default); qonnx: a QONNX model for FINN/Brevitas "
+                        "tools (default when -o ends in .onnx); see docs/qonnx.md")
     p.add_argument("--self-check", type=int, default=64, metavar="N",
-                   help="compare golden and torch models on N random images after export "
-                        "(default 64; 0 to skip)")
+                   help="compare the golden model with the torch model / the ONNX reference "
+                        "execution on N random images after export (default 64; 0 to skip)")
 
 
 def run(args):
-    from ..export import export_checkpoint
+    from ..export import export_checkpoint, load_model_any
     from ..ir import Dense, is_ir_file
+    from ..qonnx_import import import_qonnx, is_onnx_file
 
     model = args.model
+    fmt = args.format or ("qonnx" if (args.output or "").lower().endswith(".onnx") else "bnn")
+    out = args.output or (os.path.splitext(model)[0] + (".onnx" if fmt == "qonnx" else ".bnn"))
+    check_output_path(out)
+    if os.path.exists(model) and os.path.exists(out) and os.path.samefile(model, out):
+        raise BnnhwError(f"output {out!r} is the input model", "choose another -o path")
+    if args.self_check < 0:
+        raise BnnhwError(f"--self-check must be >= 0, not {args.self_check}", "e.g. --self-check 64")
+    if fmt == "qonnx":
+        from ..qonnx_export import export_qonnx
+        if os.path.exists(model) and is_onnx_file(model):
+            ir = import_qonnx(model, self_check=args.self_check)
+        elif os.path.exists(model) and is_ir_file(model):
+            ir, _ = load_model_any(model)
+        else:
+            ir = export_checkpoint(model, self_check=args.self_check)
+        m = export_qonnx(ir, None, self_check=args.self_check)
+        try:
+            import onnx
+            onnx.save(m, out)
+        except OSError as e:
+            raise ModelFileError(f"cannot write {out!r}: {e.strerror}",
+                                 "choose a writable location for -o") from None
+        ops = {}
+        for n in m.graph.node:
+            ops[n.op_type] = ops.get(n.op_type, 0) + 1
+        res = {"output": out, "format": "qonnx", "bytes": os.path.getsize(out),
+               "nodes": len(m.graph.node), "ops": ops, "round_trip": "identical IR",
+               "self_check": {"images": args.self_check + 2, "disagreements": 0}
+               if args.self_check else None}
+        if not getattr(args, "json", False):
+            print(f"wrote {out} (QONNX, {res['nodes']} nodes: "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(ops.items()))
+                  + "); imports back to the same IR")
+        return res
     if os.path.exists(model) and is_ir_file(model):
         raise ModelFileError(f"{model!r} is already an exported IR file",
                              "use it directly with --model; export reads a training "
-                             "checkpoint (.pt)")
-    out = args.output or (os.path.splitext(model)[0] + ".bnn")
-    check_output_path(out)
-    if os.path.exists(model) and os.path.exists(out) and os.path.samefile(model, out):
-        raise BnnhwError(f"output {out!r} is the input checkpoint", "choose another -o path")
-    if args.self_check < 0:
-        raise BnnhwError(f"--self-check must be >= 0, not {args.self_check}", "e.g. --self-check 64")
-    ir = export_checkpoint(model, self_check=args.self_check)
+                             "checkpoint (.pt) or a QONNX model (.onnx)")
+    if os.path.exists(model) and is_onnx_file(model):
+        ir = import_qonnx(model, self_check=args.self_check)
+    else:
+        ir = export_checkpoint(model, self_check=args.self_check)
     try:
         ir.save(out)
     except OSError as e:

@@ -2,7 +2,8 @@
 
 ``random_ir(input=(H, W, C, bits), layers=[...])`` with layer tuples
 ``("conv", out_channels, kernel, stride, padding)``, ``("pool", k)`` and
-``("fc", out_features)``; the last fc gives the class scores.  Thresholds are
+``("fc", out_features)``; the last fc gives the class scores (``int_pad_value``:
+the integer a padded first layer on integer inputs pads with).  Thresholds are
 drawn near the middle of each accumulator's range so outputs are mixed.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from bnnhw.ir import Dense, InputQuant, MaxPool, NetworkIR
 
 
 def random_ir(*, input=(8, 8, 1, 8), layers, seed=0, signed=False, pad_value=None,
-              rank_table=False) -> NetworkIR:
+              int_pad_value=0, rank_table=False) -> NetworkIR:
     rng = np.random.default_rng(seed)
     h, w, c, bits = input
     if bits == 1:
@@ -57,7 +58,7 @@ def random_ir(*, input=(8, 8, 1, 8), layers, seed=0, signed=False, pad_value=Non
         if ib == 1:
             pv = int(rng.integers(0, 2)) if pad_value is None else pad_value
         else:
-            pv = 0
+            pv = int_pad_value          # the first layer's integer padding
         d = Dense(name=f"{kind}{i}", kind=kind, in_shape=shape, out_shape=out_shape,
                   input_bits=ib, input_signed=signed if ib > 1 else False, weights=wts,
                   acc_min=lo, acc_max=hi, direction=np.ones(mh, np.int8))

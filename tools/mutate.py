@@ -107,6 +107,10 @@ MUTATIONS = [
              "bnnhw/cores/maxpool.py",
              [('if self.pool_op[g * SIMD + j] == "and":', 'if self.pool_op[g * SIMD + j] == "or":')],
              [FIXED_VEC, CONFORMANCE]),
+    Mutation("label_select_class0", "LabelSelect hardware always answers class 0",
+             "bnnhw/cores/label_select.py",
+             [("o.payload.eq(Mux(take, cand, best_i))", "o.payload.eq(0)")],
+             [FIXED_VEC, CONFORMANCE]),
 ]
 
 

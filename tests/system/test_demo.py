@@ -29,5 +29,4 @@ def test_demo_report(tmp_path):
     assert res["sim_cycles_per_frame"] >= res["bound_cycles_per_frame"] > 0
     assert (out / "model.pt").is_file() and (out / "model.bnn").is_file()
     assert res["bitstream"] and (out / "build" / "top.bin").stat().st_size > 50_000
-    # the human-readable report of a run without --json
     assert "Traceback" not in r.stderr

@@ -1,4 +1,4 @@
-"""FIFO sizing measured in Amaranth's simulator: the bound, minimality, bursty and adversarial stalls.
+"""FIFO sizing in Amaranth's simulator: the bound, minimality, bursty and adversarial stalls.
 
 ``bnnhw.dataflow.fifo.size_fifos`` sizes every link from the cores'
 schedules.  Here, for a folding where it puts a FIFO on a link:

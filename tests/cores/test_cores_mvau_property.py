@@ -1,4 +1,7 @@
-"""Property test: random MVAU shapes and foldings equal golden and their documented schedule."""
+"""Property test: random MVAU shapes and foldings equal golden and their documented schedule.
+
+Derandomised (``derandomize=True``, no example database): the same 25 cases on every run
+and machine, so a failure reproduces and a pass means the same thing each time."""
 import numpy as np
 from hypothesis import given, settings, strategies as st, HealthCheck
 
@@ -26,7 +29,8 @@ def mvau_case(draw):
     return mw, mh, simd, pe, first, scores, lps, seed, bits, planes, draw(st.booleans())
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(mvau_case())
 def test_random_mvau_matches_golden_and_schedule(case):
     mw, mh, simd, pe, first, scores, lps, seed, bits, planes, sgn = case

@@ -12,7 +12,9 @@ import sys
 
 import pytest
 
-from .netgen import cnv_checkpoint, synthetic_npz
+import copy
+
+from .netgen import CNV_SPEC_LAYERS, cnv_checkpoint, synthetic_npz
 
 PY = sys.executable
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -52,3 +54,16 @@ def cnv_small(tmp_path_factory):
     d = tmp_path_factory.mktemp("cnv")
     npz = synthetic_npz(d / "syn16.npz")
     return cnv_checkpoint(d / "cnv.pt", npz), npz
+
+
+@pytest.fixture(scope="session")
+def cnv_pool_before_bn(tmp_path_factory):
+    """The CNV-shaped net with conv -> pool -> BN -> sign, trained a few steps, a third of
+    every hidden BatchNorm's scales negative, and the signed 8-bit first conv padded with
+    the integer -37: (checkpoint path, dataset .npz path)."""
+    d = tmp_path_factory.mktemp("cnvpool")
+    npz = synthetic_npz(d / "syn16.npz", seed=1)
+    layers = copy.deepcopy(CNV_SPEC_LAYERS)
+    layers[0]["pad_value"] = -37
+    return cnv_checkpoint(d / "cnvpool.pt", npz, seed=2, layers=layers, pool_order="before_bn",
+                          train_steps=20, negative_scales=0.35), npz

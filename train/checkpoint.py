@@ -152,14 +152,18 @@ def load_state(path: str) -> dict:
                              "runs write it beside the checkpoint after every epoch "
                              "(m.pt -> m.state.pt); pass that file or the checkpoint")
     obj = _safe_torch_load(path, "training state", "resume from an earlier copy or start again")
-    if not isinstance(obj, dict) or obj.get("format") != STATE_FORMAT:
-        raise ModelFileError(f"{path!r} is not a bnnhw training state",
-                             "pass the m.state.pt written beside the checkpoint m.pt")
-    if obj.get("version") != STATE_VERSION:
-        raise ModelFileError(f"{path!r} has training-state version {obj.get('version')}, "
-                             f"this bnnhw reads version {STATE_VERSION}", "start the run again")
+    _check_format(obj, path, STATE_FORMAT, STATE_VERSION, "training state",
+                  "pass the m.state.pt written beside the checkpoint m.pt", "start the run again")
     obj["path"] = path
     return obj
+
+
+def _check_format(obj, path, fmt, version, what, hint_other, hint_version) -> None:
+    if not isinstance(obj, dict) or obj.get("format") != fmt:
+        raise ModelFileError(f"{path!r} is a torch file but not a bnnhw {what}", hint_other)
+    if obj.get("version") != version:
+        raise ModelFileError(f"{path!r} has {what} version {obj.get('version')}, this bnnhw "
+                             f"reads version {version}", hint_version)
 
 
 def load_checkpoint(path: str) -> dict:
@@ -168,12 +172,9 @@ def load_checkpoint(path: str) -> dict:
         raise ModelFileError(f"model file {path!r} does not exist",
                              "train one with `bnnhw train ... -o model.pt`")
     obj = _safe_torch_load(path, "checkpoint", "re-run training or copy the file again")
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        raise ModelFileError(f"{path!r} is a torch file but not a bnnhw checkpoint",
-                             "train with `bnnhw train`, which writes spec and weights together")
-    if obj.get("version") != VERSION:
-        raise ModelFileError(f"{path!r} has checkpoint version {obj.get('version')}, "
-                             f"this bnnhw reads version {VERSION}", "re-train or upgrade bnnhw")
+    _check_format(obj, path, FORMAT, VERSION, "checkpoint",
+                  "train with `bnnhw train`, which writes spec and weights together",
+                  "re-train or upgrade bnnhw")
     return obj
 
 

@@ -5,7 +5,7 @@ exposes ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> dict``.
 ``run`` returns the JSON result (printed as the last line of stdout under
 ``--json``, otherwise shown as ``key: value`` lines unless the command
 printed its own report) and raises :class:`bnnhw.errors.BnnhwError` for user
-mistakes.  Contract: ../shared/DESIGN.md section 3b.
+mistakes.  Contract: docs/design.md, section 3b.
 """
 from __future__ import annotations
 

@@ -202,8 +202,11 @@ def test_a_signal_during_training_leaves_a_state_that_resume_finishes_identicall
     assert _bnnhw("train", *common, "-o", str(ref), "--json").returncode == 0
     out = tmp_path / "cut.pt"
     state = tmp_path / "cut.state.pt"
+    # a shell that starts a job in the background (as CI runners may) leaves SIGINT ignored
+    # in its children, and Python keeps it ignored: restore the default for this run
     p = subprocess.Popen([PY, "-m", "bnnhw", "train", *common, "-o", str(out), "--json"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not state.exists() and time.time() < deadline and p.poll() is None:
         time.sleep(0.02)

@@ -37,7 +37,9 @@ def kernel_codes(layer: Dense) -> np.ndarray:
     ``(o, c)`` is weight bit ``W[o, layout.im2col_index(ky, kx, c, K, C)]``."""
     k = layer.kernel
     c_in = layer.in_shape[-1]
-    w = np.asarray(layer.weights, dtype=np.int64).reshape(layer.mh, k * k, c_in)  # (o, pos, c)
+    cols = np.array([[layout.im2col_index(ky, kx, c, k, c_in) for c in range(c_in)]
+                     for ky in range(k) for kx in range(k)])                  # (pos, c)
+    w = np.asarray(layer.weights, dtype=np.int64)[:, cols]                    # (o, pos, c)
     weights = (1 << np.arange(k * k, dtype=np.int64))[None, :, None]
     return (w * weights).sum(axis=1)
 

@@ -98,29 +98,19 @@ class SimTransport:
         ctx.set(self._stop, 1)
 
     async def _tx_monitor(self, ctx):
+        """Board -> host: sample half a bit after the start edge, then one bit apart, on
+        the board's clock (``divisor`` ticks a bit) or, with ``own_clock``, on the host's
+        (``host_bit`` seconds a bit)."""
         if self.own_clock:
-            return await self._tx_monitor_own_clock(ctx)
-        d = self.divisor
-        tx = self.shell.tx
-        while not ctx.get(self._stop):
-            await ctx.changed(tx, self._stop)
-            if ctx.get(self._stop):
-                return
-            if ctx.get(tx):
-                continue
-            await ctx.tick().repeat(d // 2)            # middle of the start bit
-            v = 0
-            for i in range(8):
-                await ctx.tick().repeat(d)
-                v |= ctx.get(tx) << i
-            await ctx.tick().repeat(d)
-            if ctx.get(tx):                            # stop bit
-                self.from_board.append(v)
+            T = self.host_bit
 
-    async def _tx_monitor_own_clock(self, ctx):
-        """Board -> host, sampled on the host's clock: half a host bit after the start
-        edge, then one host bit apart."""
-        T = self.host_bit
+            async def wait(bits):
+                await ctx.delay(T * bits)
+        else:
+            d = self.divisor
+
+            async def wait(bits):
+                await ctx.tick().repeat(int(d * bits))
         tx = self.shell.tx
         while not ctx.get(self._stop):
             await ctx.changed(tx, self._stop)
@@ -128,13 +118,13 @@ class SimTransport:
                 return
             if ctx.get(tx):
                 continue
-            await ctx.delay(T / 2)
+            await wait(0.5)                            # middle of the start bit
             v = 0
             for i in range(8):
-                await ctx.delay(T)
+                await wait(1)
                 v |= ctx.get(tx) << i
-            await ctx.delay(T)
-            if ctx.get(tx):
+            await wait(1)
+            if ctx.get(tx):                            # stop bit
                 self.from_board.append(v)
 
     # -- transport interface --

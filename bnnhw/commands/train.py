@@ -165,7 +165,8 @@ def _fresh(args, device, amp):
                       threads=args.threads, augment=augment, progress=not args.json,
                       precision=args.precision, device=device, amp=amp, channels_last=cl,
                       extra={"argv": list(sys.argv[1:]), "subset": args.subset,
-                             "dataset_arg": args.dataset, "data_dir": args.data_dir})
+                             "dataset_arg": args.dataset, "data_dir": args.data_dir,
+                             "amp_request": args.amp})
     dataset_info = {"name": ds.name, "kind": ds.kind, "classes": list(ds.classes),
                     "input_shape": list(ds.input_shape)}
     _log_recipe(recipe)
@@ -246,8 +247,10 @@ def _resume(args):
     cfg.threads = args.threads
     cfg.progress = not args.json
     device = resolve_device(args.device)
-    if args.amp != "auto" or device.split(":")[0] != cfg.device.split(":")[0]:
-        cfg.amp = resolve_amp(args.amp, device, cfg.precision)
+    amp = resume_amp(args.amp, cfg, device)
+    if amp != cfg.amp:
+        log(f"mixed precision {cfg.amp} -> {amp} on this machine")
+    cfg.amp = amp
     cfg.device = device
     done = int(state["epoch"])
     if done >= cfg.epochs:
@@ -261,3 +264,30 @@ def _resume(args):
     log(f"resuming {state['path']} ({done}/{cfg.epochs} epochs done) -> {output}")
     return _run(cfg, state["spec"], ds, state["split"], state["dataset"], output, recipe,
                 state, args)
+
+
+def resume_amp(given: str, cfg, device: str) -> str:
+    """Mixed precision for a resumed run on ``device``: an explicit ``--amp`` wins; with
+    ``auto`` an explicit choice of the original run is kept, and a run that itself asked
+    for ``auto`` (or moves between CPU and GPU) is resolved again for this machine: bf16
+    on a CPU without bf16 units would be emulated, several times slower than float32."""
+    from ..train.loop import resolve_amp
+    if given != "auto":
+        return resolve_amp(given, device, cfg.precision)
+    moved = device.split(":")[0] != cfg.device.split(":")[0]
+    if moved or _original_amp_request(cfg) == "auto":
+        return resolve_amp("auto", device, cfg.precision)
+    return cfg.amp
+
+
+def _original_amp_request(cfg) -> str:
+    """The --amp the stored run was started with (runs before it was recorded: from argv)."""
+    if cfg.extra.get("amp_request"):
+        return cfg.extra["amp_request"]
+    argv = list(cfg.extra.get("argv") or [])
+    for i, a in enumerate(argv):
+        if a.startswith("--amp="):
+            return a.split("=", 1)[1]
+        if a == "--amp" and i + 1 < len(argv):
+            return argv[i + 1]
+    return "auto"

@@ -239,3 +239,21 @@ def test_resume_refuses_changes_to_the_run_and_finished_runs(tmp_path):
     r = _bnnhw("train", "--resume", str(tmp_path / "none.state.pt"), "--json")
     assert r.returncode == 1 and "no training state" in r.stdout
     assert math.isfinite(load_state(str(out))["best"])
+
+
+def test_resumed_run_resolves_amp_auto_again_for_the_machine(monkeypatch):
+    """A run started with --amp auto (bf16 on a CPU with bf16 units) and resumed on a CPU
+    without them trains in float32, not in emulated bf16; explicit choices are kept."""
+    from bnnhw.commands.train import resume_amp
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: False)
+    auto_run = TrainConfig(amp="bf16", extra={"argv": ["train", "--arch", "cnv"]})
+    assert resume_amp("auto", auto_run, "cpu") == "off"
+    assert resume_amp("bf16", auto_run, "cpu") == "bf16"
+    explicit = TrainConfig(amp="bf16", extra={"argv": ["train", "--amp", "bf16"]})
+    assert resume_amp("auto", explicit, "cpu") == "bf16"
+    recorded = TrainConfig(amp="bf16", extra={"amp_request": "bf16"})
+    assert resume_amp("auto", recorded, "cpu") == "bf16"
+    assert resume_amp("off", recorded, "cpu") == "off"
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: True)
+    off_run = TrainConfig(amp="off", extra={"amp_request": "auto"})
+    assert resume_amp("auto", off_run, "cpu") == "bf16"

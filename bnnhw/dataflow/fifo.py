@@ -129,7 +129,11 @@ def demand_pattern(core, repeats: int, reads: np.ndarray, writes: np.ndarray):
             oy, ox = np.divmod(np.arange(oh * ow), ow)
             ry = np.minimum(oy * s - p + K - 1, H - 1)
             rx = np.minimum(ox * s - p + K - 1, W - 1)
-            last_pixel = ry * W + rx                      # a window starts once it is in
+            # a window starts once its last pixel is in; the first window that needs
+            # pixel q is the first whose last pixel is >= q.  Clipped to the image, the
+            # last pixels are not monotone (a bottom padding row repeats the row above,
+            # a right padding column the column before): search their running maximum.
+            last_pixel = np.maximum.accumulate(ry * W + rx)
             per_window = K * K * cf
             t_start = writes.reshape(int(repeats), -1)[:, ::per_window].reshape(-1)
             pixel = np.arange(len(reads)) // cf

@@ -42,13 +42,22 @@ Method (:func:`size_fifos`)
    to its input beats).  The backlog of a producer's bursts is sized once, on
    the link into the run of converters; the links a converter feeds get no
    FIFO of their own.
-6. On each link the consumer's image starts as early as the data allows,
+6. On each link upstream of the bottleneck the consumer's image starts as
+   early as the data allows,
    ``s = max_k (w_k - n_k)`` after the producer's (``w_k`` the producer's
    k-th output, ``n_k`` the consumer's need for it); the backlog is the
    largest count of beats written and not yet needed over three periods.
    Backlog minus the consumer's credit: up to two beats (the producer's
    output register and the wire) need no FIFO; more get a
    :class:`bnnhw.cores.StreamFIFO` of that depth (at least 3).
+7. **Downstream of the bottleneck consumers wait for data.**  There the
+   producers are starved, not back-pressured, and a faster consumer takes
+   each beat when it comes: its need is its own (unstretched) pattern's,
+   as late as the latest beat so far arrived after its need
+   (:func:`_actual_need`); a width converter passes the beats on at its lags
+   (:func:`_propagate`), and the core after it waits for them in turn.  The
+   backlog of the producer's writes against those needs, minus what the
+   consumer holds, is sized as in 6.
 
 Guarantee
 ---------
@@ -62,12 +71,13 @@ Guarantee
   foldings, most exactly 1.0).
 * **Minimal where it says 0.**  With the cores of :mod:`bnnhw.cores` and the
   line buffers the builder gives the sliding-window units, every link of
-  every folding we tried (the system tests' nets, TFC, LFC, CNV) comes out
-  direct, and the designs reach the bound; a direct link cannot be
-  shortened, so those depths are minimal.
+  every folding we tried (the 20 random foldings of ``tests/system``, 78
+  more of the same nets, TFC, LFC and CNV plans) comes out direct, and the
+  simulated designs reach the bound; a direct link cannot be shortened, so
+  those depths are minimal.
 * **Not minimal when it says more.**  A depth > 0 is an upper bound, not the
-  least depth: a core that is faster than the period is held to its
-  stretched pattern, though in hardware it can wait for a burst and then
+  least depth: upstream of the bottleneck a core faster than the period is
+  held to its stretched pattern, though in hardware it can wait and then
   catch up at full speed.  With sliding-window units built with only ``K``
   line buffers (a lowering option the builder never uses) the model puts
   6-24 deep FIFOs in front of them where a direct link reaches the bound
@@ -200,6 +210,15 @@ def relay_demand(reads: np.ndarray, writes: np.ndarray, down_need: np.ndarray) -
     return need
 
 
+def _actual_need(arrival: np.ndarray, need: np.ndarray) -> np.ndarray:
+    """When a core that waits for its data (see :func:`_propagate`) needs each input
+    beat: its pattern's need, as late as the latest beat so far arrived after its
+    need."""
+    if not len(need):
+        return need.copy()
+    return need + np.maximum.accumulate(arrival - need)
+
+
 def _propagate(arrival, need, reads, writes):
     """Output transfer cycles of a core whose input beats arrive at ``arrival``
     (absolute cycles), given its per-image pattern (``need``, ``reads``, ``writes``
@@ -235,12 +254,13 @@ def size_fifos(chain, *, period: int | None = None) -> Sizing:
     per_image = [int(c.throughput) * int(r) for c, r in zip(cores, reps)]
     P = int(period or max(per_image))
     pats = [core_pattern(c, r) for c, r in zip(cores, reps)]
-    # each core's demand for its input beats, in stretched time (step 3, 4): a relay
-    # (width converter) in front of another core takes its demand from that core's
+    B = int(np.argmax(per_image))            # the bottleneck (the first, on a tie)
+    # upstream of the bottleneck, each core's demand for its input beats in stretched
+    # time (steps 3-5): a relay takes its demand from the core after it
     demands: list = [None] * len(cores)
-    for n in range(len(cores) - 1, 0, -1):
+    for n in range(B, 0, -1):
         r, rw = pats[n]
-        if getattr(cores[n], "kind", "") in RELAY_KINDS and n + 1 < len(cores) \
+        if getattr(cores[n], "kind", "") in RELAY_KINDS and n < B \
                 and len(rw) == len(pats[n + 1][0]):
             down_need, down_hold = demands[n + 1]
             need = relay_demand(r, rw, down_need)
@@ -249,18 +269,33 @@ def size_fifos(chain, *, period: int | None = None) -> Sizing:
             need, hold = demand_pattern(cores[n], reps[n], r, rw)
             need = np.floor(need * (P / per_image[n])).astype(np.int64)
         demands[n] = (need, hold)
+    relayed: list = [None] * len(cores)      # downstream relays' output cycles
     depths, links = [], []
     for n in range(len(cores) - 1):
-        (_, w), (r, _) = pats[n], pats[n + 1]
+        (_, w), (r, rw) = pats[n], pats[n + 1]
         if len(w) != len(r):   # pragma: no cover - lowering guarantees equal beat counts
             raise ValueError(f"link {cores[n].name} -> {cores[n + 1].name}: {len(w)} beats "
                              f"written but {len(r)} read per image")
-        rs, hold = demands[n + 1]
-        ws = np.floor(w * (P / per_image[n])).astype(np.int64)
-        shift = int(np.max(ws - rs)) if len(ws) else 0
-        backlog = _backlog(ws, rs + shift, P)
+        if relayed[n] is not None:
+            ws = relayed[n]
+        else:
+            ws = np.floor(w * (P / per_image[n])).astype(np.int64)
+        relay_in = getattr(cores[n], "kind", "") in RELAY_KINDS and 0 < n < B
+        if n + 1 <= B:
+            rs, hold = demands[n + 1]
+            shift = int(np.max(ws - rs)) if len(ws) else 0
+            rs = rs + shift
+        else:
+            # downstream of the bottleneck (step 7): the consumer waits for the data
+            # and takes it at its own pace; a relay passes it on at its lags
+            need, hold = demand_pattern(cores[n + 1], reps[n + 1], r, rw)
+            rs = _actual_need(ws, need)
+            shift = 0
+            if getattr(cores[n + 1], "kind", "") in RELAY_KINDS:
+                relayed[n + 1] = _propagate(ws, need, r, rw)
+        backlog = _backlog(ws, rs, P)
         excess = backlog - hold
-        if getattr(cores[n], "kind", "") in RELAY_KINDS and n > 0:
+        if relay_in:
             # a relay passes on the bursts of the core in front of it at its own lags
             # (its stretched pattern says nothing about them): the link into the
             # relays, sized from the same demand, holds that backlog

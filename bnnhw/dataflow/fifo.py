@@ -27,13 +27,15 @@ Method (:func:`size_fifos`)
    What the consumer can hold ahead (the MVAU's spare bank: SF words; the
    window unit's spare line buffers: ``(rows - K) * W * C/SIMD`` words) is
    credited against the backlog.
-4. **Only the bottleneck is inelastic.**  A core faster than the period
+4. **Only the bottleneck is inelastic** (upstream of it; see 7 for the
+   cores after it).  A core faster than the period
    cannot run flat out for long: back-pressure and starvation slow it down
    at no cost.  Its pattern is *stretched* to the period (each cycle
    multiplied by ``P / (throughput * repeats)``, a uniform slow-down it can
    always follow); the bottleneck keeps its exact pattern.  Patterns repeat
    every ``P``.
-5. **Relays are transparent.**  A width converter paces nothing: it passes
+5. **Relays are transparent** (upstream of the bottleneck).  A width
+   converter paces nothing: it passes
    each beat on at the lags of its pattern as soon as the core after it
    takes it.  So a converter's need is not its own (stretched) read pattern
    but the need of the core after it, mapped back through the converter's
@@ -79,9 +81,10 @@ Guarantee
   least depth: upstream of the bottleneck a core faster than the period is
   held to its stretched pattern, though in hardware it can wait and then
   catch up at full speed.  With sliding-window units built with only ``K``
-  line buffers (a lowering option the builder never uses) the model puts
-  6-24 deep FIFOs in front of them where a direct link reaches the bound
-  (``tests/system/test_fifo_sizing.py``, strict xfail).  Exact minimal depths
+  line buffers (a lowering option the builder never uses) and the
+  bottleneck after them, the model puts 6-24 deep FIFOs in front of them; in
+  the two such chains simulated (24 and 11 deep) a direct link reaches the
+  bound (``tests/system/test_fifo_sizing.py``, strict xfail).  Exact minimal depths
   would need a model of how each core stalls, not only its stall-free
   schedule.
 

@@ -27,6 +27,7 @@ registered under the same name is picked up without touching this module.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from math import gcd
 
@@ -95,9 +96,6 @@ class Chain:
         """Steady-state cycles per image of the slowest core (ideal FIFOs)."""
         return max(c.throughput * r for c, r in zip(self.cores, self.repeats))
 
-    def bottleneck(self) -> StreamCore:
-        return max(zip(self.cores, self.repeats), key=lambda cr: cr[0].throughput * cr[1])[0]
-
     def __iter__(self):
         return iter(self.cores)
 
@@ -105,32 +103,44 @@ class Chain:
         return len(self.cores)
 
 
+def _sanitize(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
 class ChainTop(wiring.Component):
-    """The cores of a :class:`Chain` connected in order (optionally through FIFOs).
+    """Cores in stream order (a :class:`Chain` or a list), joined directly or through a
+    StreamFIFO: ``fifo_depths[n] > 0`` puts one of that depth between core ``n`` and core
+    ``n+1`` (``fifo_depth``: the same depth everywhere; neither: direct connections).
 
-    Ports ``i`` and ``o`` are the first core's input and the last core's
-    output.  ``fifo_depth``: a StreamFIFO of that depth between every two
-    cores (None: direct connections)."""
+    Ports ``i`` and ``o`` are the first core's input and the last core's output;
+    submodules ``sNN_<core name>`` and ``sNN_fifo``."""
 
-    def __init__(self, chain: Chain, *, fifo_depth: int | None = None):
-        self.chain = chain
-        self.fifo_depth = fifo_depth
-        first, last = chain.cores[0], chain.cores[-1]
-        super().__init__({"i": In(stream.Signature(unsigned(first.i_width))),
-                          "o": Out(stream.Signature(unsigned(last.o_width)))})
+    def __init__(self, chain, *, fifo_depth: int | None = None,
+                 fifo_depths: list[int] | None = None):
+        self.cores = list(getattr(chain, "cores", chain))
+        n = len(self.cores) - 1
+        if fifo_depths is None:
+            fifo_depths = [int(fifo_depth or 0)] * n
+        if len(fifo_depths) != n:
+            raise ValueError(f"{len(self.cores)} cores need {n} FIFO depths, "
+                             f"got {len(fifo_depths)}")
+        self.fifo_depths = [int(d) for d in fifo_depths]
+        super().__init__({"i": In(stream.Signature(unsigned(self.cores[0].i_width))),
+                          "o": Out(stream.Signature(unsigned(self.cores[-1].o_width)))})
 
     def elaborate(self, platform):
         m = Module()
-        cores = self.chain.cores
+        cores = self.cores
         for n, core in enumerate(cores):
-            m.submodules[f"c{n}_{core.name.replace('.', '_')}"] = core
+            m.submodules[f"s{n:02d}_{_sanitize(core.name)}"] = core
         wiring.connect(m, wiring.flipped(self.i), cores[0].i)
         for n, (a, b) in enumerate(zip(cores, cores[1:])):
-            if self.fifo_depth:
-                f = registry.get("fifo")(name=f"fifo{n}", width=a.o_width, depth=self.fifo_depth)
-                m.submodules[f"fifo{n}"] = f
-                wiring.connect(m, a.o, f.i)
-                wiring.connect(m, f.o, b.i)
+            depth = self.fifo_depths[n]
+            if depth > 0:
+                fifo = registry.get("fifo")(name=f"fifo{n:02d}", width=a.o_width, depth=depth)
+                m.submodules[f"s{n:02d}_fifo"] = fifo
+                wiring.connect(m, a.o, fifo.i)
+                wiring.connect(m, fifo.o, b.i)
             else:
                 wiring.connect(m, a.o, b.i)
         wiring.connect(m, cores[-1].o, wiring.flipped(self.o))

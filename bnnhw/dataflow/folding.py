@@ -48,11 +48,15 @@ from math import gcd
 
 from ..errors import BnnhwError
 from ..ir import Dense, MaxPool, NetworkIR
+from ..layout import divisors
 from . import models as M
+from .fifo import size_fifos
+from .lower import lower_plan
 
 __all__ = ["FOLDING_FORMAT", "FOLDING_VERSION", "LayerFold", "LayerGeom", "FoldingPlan",
            "FoldingError", "plan_folding", "load_folding_file", "network_geometry",
-           "evaluate_folding", "min_cycles", "legal_values"]
+           "evaluate_folding", "min_cycles", "legal_values", "achievable_targets",
+           "fastest_passing"]
 
 FOLDING_FORMAT = "bnnhw.folding"
 FOLDING_VERSION = 1
@@ -222,10 +226,10 @@ def layer_figures(g: LayerGeom, f: LayerFold, prev_width: int) -> tuple[dict, M.
 
 def legal_values(g: LayerGeom) -> dict[str, list[int]]:
     if g.kind == "maxpool":
-        return {"simd": M.divisors(g.c)}
-    out = {"simd": M.divisors(g.mw), "pe": M.divisors(g.mh)}
+        return {"simd": divisors(g.c)}
+    out = {"simd": divisors(g.mw), "pe": divisors(g.mh)}
     if g.bits > 1:
-        out["planes"] = M.divisors(g.bits)
+        out["planes"] = divisors(g.bits)
     return out
 
 
@@ -607,10 +611,38 @@ def plan_folding(ir: NetworkIR, *, target_cycles: int | None = None,
     return plan
 
 
+def achievable_targets(ir: NetworkIR) -> list[int]:
+    """Every per-layer cycles-per-frame figure some legal folding reaches, from the
+    network's fastest bound up, sorted (the targets worth trying in a search)."""
+    lo = max(c for c, _ in min_cycles(ir).values())
+    values = {lo}
+    for g in network_geometry(ir):
+        for f in _candidates(g):
+            cyc, _ = layer_figures(g, f, in_width(g, f))
+            c = max(cyc.values())
+            if c >= lo:
+                values.add(c)
+    return sorted(values)
+
+
+def fastest_passing(values: list[int], ok) -> int | None:
+    """The smallest of the sorted targets ``values`` for which ``ok(target)`` holds, by
+    bisection (``ok`` is assumed monotone: False for fast targets, True from some target
+    on); None when not even ``values[-1]`` passes.  ``ok(values[-1])`` is asked first."""
+    if not ok(values[-1]):
+        return None
+    lo, hi = 0, len(values) - 1          # values[hi] passes; find the first that does
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ok(values[mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    return values[hi]
+
+
 def _fifo_luts(ir, folds) -> float:
     """LUTs of the FIFOs the design of ``folds`` would get (see :mod:`.fifo`)."""
-    from .design import lower_plan
-    from .fifo import size_fifos
     chain = lower_plan(ir, FoldingPlan(folds=list(folds)))
     sizing = size_fifos(chain)
     return sum(M.fifo_cost(width=c.o_width, depth=d).lut
@@ -630,32 +662,19 @@ def _plan_for_budget(ir, geo, max_luts, target):
                                "raise --max-luts or the target (or drop the target and let "
                                "the budget choose it)")
         return folds, target
-    # achievable per-layer cycle counts, from the fastest possible upwards
-    mins = min_cycles(ir)
-    lo = max(c for c, _ in mins.values())
-    values = {lo}
-    for g in geo:
-        for f in _candidates(g):
-            cyc, _ = layer_figures(g, f, in_width(g, f))
-            c = max(cyc.values())
-            if c >= lo:
-                values.add(c)
-    values = sorted(values)
-    slowest = _plan_for_target(ir, geo, values[-1])
-    if cost(slowest) > max_luts:
+    values = achievable_targets(ir)
+    plans = {}
+
+    def fits(target):
+        if target not in plans:
+            plans[target] = _plan_for_target(ir, geo, target)
+        return cost(plans[target]) <= max_luts
+
+    best = fastest_passing(values, fits)
+    if best is None:
+        need = int(round(cost(plans[values[-1]])))
         raise FoldingError(f"even the smallest folding (PE=SIMD=1 everywhere, "
-                           f"{values[-1]} cycles/frame) needs ~{int(round(cost(slowest)))} "
+                           f"{values[-1]} cycles/frame) needs ~{need} "
                            f"LUTs, over the budget of {max_luts}",
-                           f"raise --max-luts to at least {int(round(cost(slowest))) + 1}")
-    a, b = 0, len(values) - 1           # values[b] fits; find the first that fits
-    best = slowest
-    while a < b:
-        mid = (a + b) // 2
-        folds = _plan_for_target(ir, geo, values[mid])
-        if cost(folds) <= max_luts:
-            b, best = mid, folds
-        else:
-            a = mid + 1
-    if b != len(values) - 1 or best is slowest:
-        best = _plan_for_target(ir, geo, values[b])
-    return best, values[b]
+                           f"raise --max-luts to at least {need + 1}")
+    return plans[best], best

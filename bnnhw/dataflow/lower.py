@@ -1,0 +1,44 @@
+"""A folding plan -> the chain of registered cores (:mod:`bnnhw.cores.lowering`).
+
+:func:`lower_plan` is what the design (:mod:`.design`) stitches and what the LUT
+budget search of :mod:`.folding` sizes FIFOs on; it sits below both.
+"""
+from __future__ import annotations
+
+from ..cores.lowering import layer_hw_from_ir, lower_network
+from ..errors import BnnhwError
+from ..ir import MaxPool, NetworkIR
+
+__all__ = ["lower_plan"]
+
+
+def _silence(elaboratable):
+    """Mark an elaboratable that may legitimately never be elaborated (estimates only)."""
+    elaboratable._MustUse__silence = True
+    return elaboratable
+
+
+def lower_plan(ir: NetworkIR, plan, *, scores: bool = False):
+    """The :class:`bnnhw.cores.lowering.Chain` of ``ir`` under ``plan`` (a
+    :class:`.folding.FoldingPlan`)."""
+    layers = []
+    for l, f in zip(ir.layers, plan.folds):
+        if f.name != l.name:
+            raise BnnhwError(f"folding plan is for layer {f.name}, the network has {l.name}",
+                             "plan the folding for this network")
+        try:
+            if isinstance(l, MaxPool):
+                hw = layer_hw_from_ir(l, simd=f.simd)
+            else:
+                kw = {"planes_per_cycle": f.planes} if l.input_bits > 1 else {}
+                hw = layer_hw_from_ir(l, simd=f.simd, pe=f.pe, **kw)
+            layers.append(hw)
+        except ValueError as e:
+            raise BnnhwError(str(e), "this layer has no hardware core yet") from None
+    try:
+        chain = lower_network(layers, label_select=not scores, input_width=ir.input.bits)
+    except ValueError as e:
+        raise BnnhwError(f"cannot lower the network: {e}", "choose another folding") from None
+    for c in chain.cores:
+        _silence(c)
+    return chain

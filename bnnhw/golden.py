@@ -30,10 +30,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import golden_ops, layout
-from .errors import BnnhwError
 from .ir import MaxPool, NetworkIR
 
-__all__ = ["GoldenModel", "run", "disagreements", "evaluate_golden", "load_model_any"]
+__all__ = ["GoldenModel", "run"]
 
 _BLOCK = 1 << 15     # elements of one (rows x MH) tile of the count loop (cache-sized)
 
@@ -265,90 +264,3 @@ def _count_loop(xp, wt, dtype, op, *, coef_signed, final):
 def run(ir: NetworkIR, raw, **kw):
     """``GoldenModel(ir).run(raw, **kw)``."""
     return GoldenModel(ir).run(raw, **kw)
-
-
-def disagreements(ir: NetworkIR, model, images, *, chunk: int = 256) -> int:
-    """Number of images whose golden class differs from the torch model's (eval mode)."""
-    import torch
-
-    images = np.asarray(images)
-    g = GoldenModel(ir, chunk=chunk)
-    was = model.training
-    model.eval()
-    bad = 0
-    try:
-        with torch.no_grad():
-            for s in range(0, len(images), chunk):
-                xb = images[s:s + chunk]
-                t = model(torch.from_numpy(np.ascontiguousarray(xb))).argmax(1).numpy()
-                bad += int((g.predict(xb) != t).sum())
-    finally:
-        model.train(was)
-    return bad
-
-
-def load_model_any(path: str):
-    """See :func:`bnnhw.export.load_model_any`."""
-    from .export import load_model_any as _load
-    return _load(path)
-
-
-def check_reference(ir: NetworkIR, ck: dict, path: str) -> None:
-    """Raise BnnhwError unless checkpoint ``ck`` (``--reference``) describes the network
-    of ``ir``: input shape, number of classes and the output width of every conv/fc."""
-    spec = ck.get("spec") if isinstance(ck, dict) else None
-    try:
-        inp = spec["input"]
-        shape = (int(inp["channels"]), int(inp["height"]), int(inp["width"]))
-        widths = [int(l["out_channels"] if l["type"] == "conv" else l["out_features"])
-                  for l in spec["layers"] if l.get("type") in ("conv", "fc")]
-        classes = int(spec["num_classes"])
-    except (KeyError, TypeError, ValueError, AttributeError):
-        raise BnnhwError(f"--reference {path}: the checkpoint has no valid network spec",
-                         "give the checkpoint the IR was exported from") from None
-    q = ir.input
-    mine = [l.mh for l in ir.layers if hasattr(l, "mh")]
-    if shape != (q.channels, q.height, q.width) or classes != ir.num_classes or widths != mine:
-        raise BnnhwError(f"--reference {path} is a different network than --model (input "
-                         f"{shape}, {classes} classes, layer widths {widths} against "
-                         f"{(q.channels, q.height, q.width)}, {ir.num_classes}, {mine})",
-                         "give the checkpoint the IR was exported from")
-
-
-def evaluate_golden(args) -> dict:
-    """``bnnhw eval --engine golden``: accuracy of the golden model, and its
-    disagreements with the torch model (the checkpoint given as --model, or
-    --reference for an IR file; ``None`` when there is none)."""
-    from .commands.common import dataset_split, log
-    from .train.checkpoint import load_checkpoint, model_from_checkpoint
-
-    from .commands.common import check_count
-    check_count(getattr(args, "count", None))
-    ir, ck = load_model_any(args.model)
-    ref = getattr(args, "reference", None)
-    if ck is None and ref:
-        ck = load_checkpoint(ref)
-        check_reference(ir, ck, ref)
-    split_ck = ck if ck is not None else {"dataset": ir.dataset, "split": ir.split or None}
-    if split_ck.get("split") is None:
-        split_ck = None
-    ds, x, y = dataset_split(args.dataset, args.split, split_ck, getattr(args, "data_dir", None))
-    if getattr(args, "count", None) is not None:
-        x, y = x[:args.count], y[:args.count]
-    q = ir.input
-    if tuple(ds.input_shape) != (q.channels, q.height, q.width):
-        raise BnnhwError(f"dataset {ds.name!r} has inputs {tuple(ds.input_shape)} but the model "
-                         f"expects {(q.channels, q.height, q.width)}",
-                         "evaluate on the dataset the model was trained on")
-    if len(y) == 0:
-        raise BnnhwError(f"the {args.split} split of {ds.name} is empty",
-                         "choose another --split")
-    pred = GoldenModel(ir).predict(x)
-    acc = float((pred == np.asarray(y)).mean())
-    dis = None
-    if ck is not None:
-        model = model_from_checkpoint(ck, ref or args.model)
-        dis = disagreements(ir, model, x)
-    log(f"{ds.name} {args.split}: accuracy {acc:.4f} on {len(y)} images (golden)"
-        + ("" if dis is None else f", {dis} disagreements with the torch model"))
-    return {"accuracy": acc, "count": int(len(y)), "engine": "golden", "disagreements": dis}

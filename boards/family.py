@@ -1,7 +1,7 @@
 """FPGA family facts: the one table the cost models, the fit check and the tools read.
 
 A :class:`Family` is passed down to whatever needs it (the resource models of
-:mod:`bnnhw.dataflow.models`, the board fit of :mod:`bnnhw.dataflow.fit`);
+:mod:`bnnhw.hwmodel`, the board fit of :mod:`bnnhw.dataflow.fit`);
 nothing patches module globals.  Adding a family = one entry in :data:`FAMILIES`
 (and its tools in :mod:`bnnhw.boards.build`).
 
@@ -13,7 +13,7 @@ Figures and where they come from:
   decides whether a ROM goes to logic or to blocks.
 * ``ram_block_bits``: a RAM of at least this many bits goes to block RAM however
   shallow (iCE40, measured: an MVAU input buffer of 40 x 16 bits became 3 blocks);
-  ``None``: only depth decides (:data:`bnnhw.dataflow.models.EBR_MIN_DEPTH`).
+  ``None``: only depth decides (:data:`bnnhw.hwmodel.EBR_MIN_DEPTH`).
 * ``lut_factor``: synthesised / modelled LUT4, measured: iCE40 on a digits TFC
   (2,131 LUT4 for ~1,336 modelled: 1.6); ECP5 on CNV at 32,768 cycles per frame
   (19,783 LUT4 placed for ~12,900 modelled: 1.5).

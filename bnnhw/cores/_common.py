@@ -117,7 +117,7 @@ class StreamCore(wiring.Component):
 
     def cost(self, family):
         """Estimated LUT4 and block RAMs of this core in ``family`` (a
-        :class:`bnnhw.boards.family.Family`), a :class:`bnnhw.dataflow.models.Cost` from
+        :class:`bnnhw.boards.family.Family`), a :class:`bnnhw.hwmodel.Cost` from
         the core's parameters.  Every core used in a design must define it: the
         estimates and the board fit refuse a core without one."""
         raise NotImplementedError(f"core {getattr(self, 'name', '?')} "

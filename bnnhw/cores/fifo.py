@@ -86,8 +86,8 @@ class StreamFIFO(StreamCore):
         return self.frame
 
     def cost(self, family):
-        """:func:`bnnhw.dataflow.models.fifo_cost`."""
-        from ..dataflow import models as M
+        """:func:`bnnhw.hwmodel.fifo_cost`."""
+        from .. import hwmodel as M
         return M.fifo_cost(width=self.width, depth=self.depth, family=family)
 
     @property

@@ -104,8 +104,8 @@ class LabelSelect(StreamCore):
         return self.in_beats
 
     def cost(self, family):
-        """:func:`bnnhw.dataflow.models.label_select_cost` (logic only)."""
-        from ..dataflow import models as M
+        """:func:`bnnhw.hwmodel.label_select_cost` (logic only)."""
+        from .. import hwmodel as M
         return M.label_select_cost(pe=self.pe, score_width=self.score_width)
 
     @property

@@ -22,8 +22,9 @@ Rules
   the gcd when neither divides the other), and optionally a LabelSelect after
   a score-emitting last layer.
 
-Cores are looked up in the registry by kind name, so a replacement core
-registered under the same name is picked up without touching this module.
+Cores are looked up in the registry by name (``registry.get``).  Further layer
+kinds bring their own lowering (:func:`register_lowering`, done by
+:func:`bnnhw.kinds.register_kind`).
 """
 from __future__ import annotations
 
@@ -39,9 +40,17 @@ from amaranth.lib.wiring import In, Out
 from . import registry
 from ._common import StreamCore
 
-__all__ = ["LayerHW", "Chain", "ChainTop", "lower", "lower_network", "layer_hw_from_ir"]
+__all__ = ["LayerHW", "Chain", "ChainTop", "lower", "lower_network", "layer_hw_from_ir",
+           "register_lowering", "with_repeats"]
 
 KINDS = ("fc", "conv", "maxpool", "label_select")
+# lowerings of further kinds (bnnhw.kinds.register_kind adds them): kind -> LayerHW -> Chain
+LOWERINGS: dict = {}
+
+
+def register_lowering(kind: str, fn) -> None:
+    """Lower layers of ``kind`` with ``fn(layer_hw) -> Chain``."""
+    LOWERINGS[kind] = fn
 
 
 @dataclass
@@ -174,6 +183,8 @@ def _score_table(layer: LayerHW, mvau) -> StreamCore:
 
 def lower(layer: LayerHW) -> Chain:
     """The chain of cores for one layer (``repeats`` relative to one image)."""
+    if layer.kind in LOWERINGS:
+        return LOWERINGS[layer.kind](layer)
     if layer.kind not in KINDS:
         raise ValueError(f"layer {layer.name}: kind {layer.kind!r} has no lowering; "
                          f"known kinds: {', '.join(KINDS)}")
@@ -189,7 +200,7 @@ def lower(layer: LayerHW) -> Chain:
         if layer.score_table is not None:
             cores.append(_score_table(layer, core))
             names.append(layer.name)
-        return _with_repeats(cores, names, first_repeats=1)
+        return with_repeats(cores, names, first_repeats=1)
     if layer.kind == "conv":
         if layer.weights is None or len(layer.in_shape) != 3:
             raise ValueError(f"layer {layer.name}: a conv layer needs weights and in_shape "
@@ -219,7 +230,7 @@ def lower(layer: LayerHW) -> Chain:
         if layer.score_table is not None:
             cores.append(_score_table(layer, mvau))
             names.append(layer.name)
-        return _with_repeats(cores, names, first_repeats=1)
+        return with_repeats(cores, names, first_repeats=1)
     if layer.kind == "maxpool":
         h, w, c = (int(v) for v in layer.in_shape)
         core = registry.get("maxpool")(name=layer.name, height=h, width=w, channels=c,
@@ -233,7 +244,9 @@ def lower(layer: LayerHW) -> Chain:
     return Chain([core], [1], [layer.name])
 
 
-def _with_repeats(cores, names, first_repeats) -> Chain:
+def with_repeats(cores, names, first_repeats) -> Chain:
+    """A :class:`Chain` of ``cores`` (each named after its layer in ``names``), the
+    frames of each core per image counted from ``first_repeats`` of the first."""
     repeats = [first_repeats]
     beats = cores[0].out_beats * first_repeats
     for prev_name, core in zip(names, cores[1:]):
@@ -301,7 +314,7 @@ def lower_network(layers: list[LayerHW], *, label_select: bool = True,
     if rem:
         raise ValueError(f"layer {first.name}: {in_bits // first.i_width} beats per image "
                          f"are not whole frames of {first.in_beats} beats")
-    return _with_repeats(cores, names, first_repeats)
+    return with_repeats(cores, names, first_repeats)
 
 
 def _image_in_elements(layer: LayerHW) -> int:

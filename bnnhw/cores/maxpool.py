@@ -163,8 +163,8 @@ class MaxPool(StreamCore):
         return self.in_beats
 
     def cost(self, family):
-        """:func:`bnnhw.dataflow.models.maxpool_cost`."""
-        from ..dataflow import models as M
+        """:func:`bnnhw.hwmodel.maxpool_cost`."""
+        from .. import hwmodel as M
         return M.maxpool_cost(simd=self.simd, out_width=self.out_width, cf=self.cf,
                               family=family)
 

@@ -195,9 +195,9 @@ class MatrixVectorUnit(StreamCore):
         return self.cycles_per_vector
 
     def cost(self, family):
-        """:func:`bnnhw.dataflow.models.mvau_cost` (on iCE40 its input buffer goes to
+        """:func:`bnnhw.hwmodel.mvau_cost` (on iCE40 its input buffer goes to
         block RAM from ``family.ram_block_bits`` bits on)."""
-        from ..dataflow import models as M
+        from .. import hwmodel as M
         return M.mvau_cost(mw=self.mw, mh=self.mh, simd=self.simd, pe=self.pe, bits=self.bits,
                            planes=self.planes, signed=self.signed_input,
                            thresholds=self.thresholds is not None, family=family)

@@ -151,8 +151,8 @@ class ScoreTable(StreamCore):
         return self.nf
 
     def cost(self, family):
-        """:func:`bnnhw.dataflow.models.score_table_cost` of its lookup ROMs."""
-        from ..dataflow import models as M
+        """:func:`bnnhw.hwmodel.score_table_cost` of its lookup ROMs."""
+        from .. import hwmodel as M
         return M.score_table_cost(mh=self.mh, pe=self.pe, span=self.acc_max - self.acc_min + 1,
                                   score_width=self.score_width, family=family)
 

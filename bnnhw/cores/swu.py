@@ -294,8 +294,8 @@ class SlidingWindow(StreamCore):
         return self.schedule(6).period()
 
     def cost(self, family):
-        """:func:`bnnhw.dataflow.models.swu_cost` of its line buffers."""
-        from ..dataflow import models as M
+        """:func:`bnnhw.hwmodel.swu_cost` of its line buffers."""
+        from .. import hwmodel as M
         return M.swu_cost(width=self.i_width, row_words=self.width * self.cf, rows=self.rows,
                           family=family)
 

@@ -104,8 +104,8 @@ class WidthConverter(StreamCore):
         return self.ratio
 
     def cost(self, family):
-        """:func:`bnnhw.dataflow.models.converter_cost` (logic only)."""
-        from ..dataflow import models as M
+        """:func:`bnnhw.hwmodel.converter_cost` (logic only)."""
+        from .. import hwmodel as M
         return M.converter_cost(self.i_width, self.o_width)
 
     @property

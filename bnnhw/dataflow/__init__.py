@@ -10,7 +10,8 @@ The steps, each in its own module::
 * :mod:`.folding` -- legal foldings, the cheapest folding for a target
   (cycles per frame, or frames/s at a clock) or for a LUT budget, folding
   files (``folding.json``), errors that name the layer and what would work.
-* :mod:`.models` -- the analytic cycles-per-image and resource models.
+* :mod:`bnnhw.hwmodel` -- the analytic cycles-per-image and resource models;
+  :mod:`.fit` -- the board fit (estimate on a device, fastest folding that fits).
 * :mod:`.fifo` -- FIFO depths from the cores' cycle-level schedules, and the
   latency estimate.
 * :mod:`.design` -- lowering to registered cores (:mod:`bnnhw.cores`),

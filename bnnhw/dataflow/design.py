@@ -31,8 +31,9 @@ from .. import layout
 from ..boards.family import ECP5, Family
 from ..cores.lowering import ChainTop
 from ..errors import BnnhwError
-from ..ir import MaxPool, NetworkIR, load_ir
-from . import models as M
+from ..ir import NetworkIR, load_ir
+from ..kinds import kind_of
+from .. import hwmodel as M
 from .fifo import size_fifos
 from .folding import FoldingPlan, load_folding_file, plan_folding
 from .lower import _silence, lower_plan
@@ -61,7 +62,7 @@ def core_cost(core, family: Family = ECP5) -> M.Cost:
     except NotImplementedError as e:
         raise BnnhwError(f"no resource estimate: {e}",
                          f"give {type(core).__name__} a cost(family) method (see "
-                         f"bnnhw.dataflow.models)") from None
+                         f"bnnhw.hwmodel)") from None
 
 
 @dataclass
@@ -116,14 +117,7 @@ def _estimates(ir, plan, chain, fifo_depths, latency) -> dict:
     layers = []
     byname = {}
     for l, f in zip(ir.layers, plan.folds):
-        d = {"name": l.name, "kind": l.kind, "simd": f.simd}
-        if not isinstance(l, MaxPool):
-            d.update(pe=f.pe, mw=l.mw, mh=l.mh, weight_bits=l.mw * l.mh,
-                     threshold_bits=(0 if l.thresholds is None else l.mh * l.acc_bits))
-            if l.input_bits > 1:
-                d["planes"] = f.planes
-        else:
-            d.update(weight_bits=0, threshold_bits=0)
+        d = {"name": l.name, "kind": l.kind, **kind_of(l).estimate_row(l, f)}
         d.update(cycles=0, latency=0, lut=0.0, ebr=0, cores=[])
         layers.append(d)
         byname[l.name] = d

@@ -2,7 +2,7 @@
 
 :func:`estimate_fit` estimates the LUT4s and block RAMs of a design (its cores,
 FIFOs and the board shell around it) with the cost models of
-:mod:`bnnhw.dataflow.models` evaluated for the board's FPGA family
+:mod:`bnnhw.hwmodel` evaluated for the board's FPGA family
 (:class:`bnnhw.boards.family.Family`: block RAM shapes, Yosys's block cost, the
 measured synthesised/modelled LUT ratio, the shells' own logic).  A design fits
 when its LUT4s stay within :data:`LUT_USABLE` of the device's and its block RAMs
@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from ..boards.family import get_family
 from ..boards.registry import get_board, list_boards
 from ..errors import BnnhwError
-from . import models as M
+from .. import hwmodel as M
 from .design import build_design, core_cost
-from .folding import (FoldingError, achievable_targets, fastest_passing, legal_values,
-                      network_geometry, plan_folding)
+from ..kinds import get_kind
+from .folding import (FoldingError, achievable_targets, fastest_passing, network_geometry,
+                      plan_folding)
 
 __all__ = ["LUT_USABLE", "FitEstimate", "estimate_fit", "plan_for_board", "fold_further_hint"]
 
@@ -133,23 +134,7 @@ def fold_further_hint(design, fit: FitEstimate) -> tuple[str, str]:
             continue
         f = design.plan.fold(r["name"])
         g = geo[r["name"]]
-        if g.kind == "maxpool":
-            smaller = [v for v in legal_values(g)["simd"] if v < f.simd]
-            tip = f"simd={smaller[-1]}" if smaller else "already fully folded"
-            now = f"simd={f.simd}"
-        else:
-            lv = legal_values(g)
-            if key == "ebr":
-                # block RAMs: fewer, deeper memories (smaller PE), or a narrower one
-                pe = [v for v in lv["pe"] if v < f.pe]
-                tip = (f"pe={pe[-1]}" if pe else "already at pe=1 (block RAMs hold its "
-                       "weights: a bigger device is needed)")
-            else:
-                pe = [v for v in lv["pe"] if v < f.pe]
-                simd = [v for v in lv["simd"] if v < f.simd]
-                tip = (f"pe={pe[-1]}" if pe else f"simd={simd[-1]}" if simd
-                       else "already fully folded")
-            now = f"simd={f.simd} pe={f.pe}"
+        now, tip = get_kind(g.kind).fold_further(g, f, key)
         tips.append(f"{r['name']} ({now}: ~{r[key]} {'LUT4' if key == 'lut' else 'EBR'}; "
                     f"try {tip})")
     what = ("fold further: " + "; ".join(tips)) if tips else "fold the layers further"

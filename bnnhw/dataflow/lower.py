@@ -5,9 +5,10 @@ budget search of :mod:`.folding` sizes FIFOs on; it sits below both.
 """
 from __future__ import annotations
 
-from ..cores.lowering import layer_hw_from_ir, lower_network
+from ..cores.lowering import lower_network
 from ..errors import BnnhwError
-from ..ir import MaxPool, NetworkIR
+from ..ir import NetworkIR
+from ..kinds import kind_of
 
 __all__ = ["lower_plan"]
 
@@ -27,12 +28,7 @@ def lower_plan(ir: NetworkIR, plan, *, scores: bool = False):
             raise BnnhwError(f"folding plan is for layer {f.name}, the network has {l.name}",
                              "plan the folding for this network")
         try:
-            if isinstance(l, MaxPool):
-                hw = layer_hw_from_ir(l, simd=f.simd)
-            else:
-                kw = {"planes_per_cycle": f.planes} if l.input_bits > 1 else {}
-                hw = layer_hw_from_ir(l, simd=f.simd, pe=f.pe, **kw)
-            layers.append(hw)
+            layers.append(kind_of(l).layer_hw(l, f))
         except ValueError as e:
             raise BnnhwError(str(e), "this layer has no hardware core yet") from None
     try:

@@ -57,8 +57,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from math import gcd
 
-from ..boards.family import ECP5, Family
-from ..layout import divisors
+from .boards.family import ECP5, Family
+from .layout import divisors
 
 __all__ = ["LUT_SYNAPSE", "LUT_ACC_BIT", "LUT_MVAU_BASE", "EBR_MIN_DEPTH", "Cost",
            "memory_cost", "mvau_cost", "swu_cost", "maxpool_cost", "converter_cost",

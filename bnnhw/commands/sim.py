@@ -176,6 +176,7 @@ def _run(args, atomic_write):
     from ..dataflow import estimates_summary
     from ..dataflow.design import TOP_NAME, encode_images
     from ..golden import GoldenModel
+    from ..kinds import get_kind
     from ..sim import simulate
     from .common import model_images
 
@@ -243,7 +244,8 @@ def _run(args, atomic_write):
         "golden_accuracy": float((golden == np.asarray(y)).mean()),
         "stall": args.stall,
         "simulator": args.simulator,
-        "folding": [f.as_dict() | ({"planes": f.planes} if f.kind != "maxpool" else {})
+        "folding": [f.as_dict() | ({"planes": f.planes}
+                                   if "planes" in get_kind(f.kind).fold_keys else {})
                     for f in plan.folds],
         "folding_mode": plan.mode,
         "fifo_depths": list(meta.get("fifo_depths", [])),

@@ -5,7 +5,7 @@ budget search of :mod:`.folding` sizes FIFOs on; it sits below both.
 """
 from __future__ import annotations
 
-from ..cores.lowering import lower_network
+from ..cores.lowering import KINDS, LOWERINGS, lower_network, register_lowering
 from ..errors import BnnhwError
 from ..ir import NetworkIR
 from ..kinds import kind_of
@@ -23,6 +23,11 @@ def lower_plan(ir: NetworkIR, plan, *, scores: bool = False):
     """The :class:`bnnhw.cores.lowering.Chain` of ``ir`` under ``plan`` (a
     :class:`.folding.FoldingPlan`)."""
     layers = []
+    for l in ir.layers:          # a registered kind beyond the cores' own lowers itself
+        kind = kind_of(l)
+        for name in kind.names:
+            if name not in KINDS and LOWERINGS.get(name) != kind.lower:
+                register_lowering(name, kind.lower)
     for l, f in zip(ir.layers, plan.folds):
         if f.name != l.name:
             raise BnnhwError(f"folding plan is for layer {f.name}, the network has {l.name}",

@@ -110,6 +110,25 @@ class LayerKind:
         append the layer's record (a dict of arrays) to ``outs`` unless it is None."""
         raise NotImplementedError(f"kind {self.names} has no golden op")
 
+    # -- IR file (kinds beyond the built-in fc, conv, maxpool of bnnhw.ir) ---------
+    def ir_arrays(self, layer) -> dict:
+        """The layer's arrays stored in the IR file, by member name."""
+        return {}
+
+    def ir_header(self, layer) -> dict:
+        """The JSON fields of the layer's header entry besides ``name``, ``kind``,
+        ``in_shape``, ``out_shape``, ``arrays`` and ``source``."""
+        raise NotImplementedError(f"kind {self.names} cannot be saved in an IR file")
+
+    def ir_from_header(self, d: dict, arrays: dict):
+        """The layer of header entry ``d`` with its arrays (member name -> array)."""
+        raise NotImplementedError(f"kind {self.names} cannot be loaded from an IR file")
+
+    def ir_check(self, layer, shape: tuple, bad) -> tuple:
+        """Check ``layer`` against the shape it receives; return the shape it produces.
+        Raise ``bad(message)`` for what is wrong."""
+        return tuple(layer.out_shape)
+
     # -- folding -------------------------------------------------------------
     def geometry(self, layer, index: int) -> LayerGeom:
         raise NotImplementedError(f"kind {self.names} has no geometry")
@@ -191,7 +210,8 @@ class LayerKind:
 
     def lower(self, hw):
         """The :class:`bnnhw.cores.lowering.Chain` of cores for ``hw`` (built-in kinds:
-        :func:`bnnhw.cores.lowering.lower`)."""
+        :func:`bnnhw.cores.lowering.lower`; :func:`bnnhw.dataflow.lower_plan` registers
+        the others with :func:`bnnhw.cores.lowering.register_lowering`)."""
         raise NotImplementedError(f"kind {self.names} has no lowering")
 
     # -- estimates ---------------------------------------------------------------
@@ -217,10 +237,6 @@ def register_kind(cls):
     inst = cls()
     for name in cls.names:
         _KINDS[name] = inst
-    from ..cores import lowering
-    for name in cls.names:
-        if name not in lowering.KINDS:
-            lowering.register_lowering(name, inst.lower)
     return cls
 
 

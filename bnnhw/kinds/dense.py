@@ -20,7 +20,6 @@ from math import gcd
 import numpy as np
 
 from .. import golden_ops, hwmodel as M, layout
-from ..cores.lowering import layer_hw_from_ir, lower
 from ..errors import FoldingError
 from ..layout import divisors
 from . import LayerFold, LayerGeom, LayerKind, check_int, fmt_values, register_kind
@@ -221,10 +220,12 @@ class DenseKind(LayerKind):
 
     # -- lowering --------------------------------------------------------------
     def layer_hw(self, l, f):
+        from ..cores.lowering import layer_hw_from_ir    # amaranth: not for the golden model
         kw = {"planes_per_cycle": f.planes} if l.input_bits > 1 else {}
         return layer_hw_from_ir(l, simd=f.simd, pe=f.pe, **kw)
 
     def lower(self, hw):
+        from ..cores.lowering import lower
         return lower(hw)
 
     # -- estimates ---------------------------------------------------------------

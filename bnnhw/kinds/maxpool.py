@@ -12,7 +12,6 @@ from math import gcd
 import numpy as np
 
 from .. import golden_ops, hwmodel as M
-from ..cores.lowering import layer_hw_from_ir, lower
 from ..errors import FoldingError
 from ..layout import divisors
 from . import LayerFold, LayerGeom, LayerKind, check_int, fmt_values, register_kind
@@ -79,9 +78,11 @@ class MaxPoolKind(LayerKind):
         return f"simd={f.simd}", (f"simd={smaller[-1]}" if smaller else "already fully folded")
 
     def layer_hw(self, l, f):
+        from ..cores.lowering import layer_hw_from_ir    # amaranth: not for the golden model
         return layer_hw_from_ir(l, simd=f.simd)
 
     def lower(self, hw):
+        from ..cores.lowering import lower
         return lower(hw)
 
     def estimate_row(self, l, f):

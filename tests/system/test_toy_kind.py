@@ -4,9 +4,10 @@
 ``xor_mask`` inverts chosen channels of a binary feature map (``y = x XOR mask``, one
 mask bit per channel).  This file defines everything bnnhw needs to know about it --
 the IR layer, its core (with cost model and conformance adapter) and its
-:class:`bnnhw.kinds.LayerKind` (golden op, folding, cycles and cost, lowering,
-estimates) -- and nothing else in bnnhw is edited.  A network that contains it goes
-through golden -> folding -> estimates -> Verilog -> Verilator, bit-exact.
+:class:`bnnhw.kinds.LayerKind` (IR file fields and checks, golden op, folding, cycles
+and cost, lowering, estimates) -- and nothing else in bnnhw is edited.  A network that
+contains it is saved and loaded as an IR file and goes through golden -> folding ->
+estimates -> Verilog -> Verilator, bit-exact.
 ``docs/extending.md`` walks through the same steps.
 """
 from __future__ import annotations
@@ -132,6 +133,21 @@ class XorMaskKind(LayerKind):
     names = ("xor_mask",)
     fold_keys = ("simd",)
 
+    # IR file: the mask as an array, nothing else in the header
+    def ir_arrays(self, layer):
+        return {"mask": np.asarray(layer.mask, np.uint8)}
+
+    def ir_header(self, layer):
+        return {}
+
+    def ir_from_header(self, d, arrays):
+        return XorMask(d["name"], tuple(d["in_shape"]), arrays["mask"].astype(np.uint8))
+
+    def ir_check(self, layer, shape, bad):
+        if np.asarray(layer.mask).shape != (shape[-1],) or int(np.max(layer.mask)) > 1:
+            raise bad(f"layer {layer.name}: mask must be one bit per channel ({shape[-1]})")
+        return shape
+
     def golden(self, layer, prep, x, outs, reference):
         y = (np.asarray(x) ^ layer.mask).astype(np.uint8)
         if outs is not None:
@@ -179,6 +195,18 @@ def _net():
               pool, fc1, XorMask("inv1", fc1.out_shape, rng.integers(0, 2, 12).astype(np.uint8)),
               fc2]
     return base, NetworkIR(input=base.input, layers=layers, num_classes=base.num_classes)
+
+
+def test_ir_file_round_trip(tmp_path):
+    from bnnhw.ir import load_ir
+    _, ir = _net()
+    ir.validate("toy IR")
+    ir.save(str(tmp_path / "toy.bnn"))
+    again = load_ir(str(tmp_path / "toy.bnn"))
+    assert [l.kind for l in again.layers] == [l.kind for l in ir.layers]
+    assert again.to_bytes() == ir.to_bytes()
+    x = random_images(ir, 8, seed=2)
+    assert np.array_equal(GoldenModel(again).run(x)[1], GoldenModel(ir).run(x)[1])
 
 
 def test_golden_applies_the_mask():

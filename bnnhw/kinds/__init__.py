@@ -4,7 +4,10 @@ A :class:`LayerKind` says, for the IR layers whose ``kind`` is one of its
 ``names``:
 
 * **IR semantics** -- the golden op (:meth:`~LayerKind.golden_prepare`,
-  :meth:`~LayerKind.golden`: integers in, integers out, channels-last);
+  :meth:`~LayerKind.golden`: integers in, integers out, channels-last), and for
+  kinds beyond the built-in ones their IR file fields and shape check
+  (:meth:`~LayerKind.ir_arrays`, :meth:`~LayerKind.ir_header`,
+  :meth:`~LayerKind.ir_from_header`, :meth:`~LayerKind.ir_check`);
 * **folding** -- its geometry (:meth:`~LayerKind.geometry`), legal foldings
   (:meth:`~LayerKind.legal_values`, :meth:`~LayerKind.candidates`,
   :meth:`~LayerKind.check_fold`), cycles per image and cost of a folding
@@ -24,10 +27,11 @@ naming the registered ones.  Adding a layer kind = one module with a
 ``@register_kind`` class and its core(s) with ``@register`` (``docs/extending.md``
 walks through one).  Built in: :mod:`.dense` (``fc``, ``conv``), :mod:`.maxpool`.
 
-Not yet here (still in :mod:`bnnhw.ir`, :mod:`bnnhw.export`, :mod:`bnnhw.qonnx_import`,
-:mod:`bnnhw.report`, :mod:`bnnhw.analyze`, :mod:`bnnhw.dataflow.debug`): saving,
-loading and validating a kind's IR fields, and the torch / QONNX front ends; a new
-kind works on an in-memory :class:`bnnhw.ir.NetworkIR`.
+Not yet here: the IR fields and checks of the built-in kinds (still in
+:mod:`bnnhw.ir`), the torch and QONNX front ends and the QONNX writer
+(:mod:`bnnhw.export`, :mod:`bnnhw.qonnx_import`, :mod:`bnnhw.qonnx_export`), and the
+per-kind parts of :mod:`bnnhw.report`, :mod:`bnnhw.analyze` and
+:mod:`bnnhw.dataflow.debug`.
 """
 from __future__ import annotations
 

@@ -43,8 +43,8 @@ default ECP5) whose block RAM shapes and Yosys block cost it uses.
   configuration (32x512 -> 1 block and 64x1024 -> 4 blocks as measured).  In logic a memory costs
   ``width * ceil(depth/16)`` LUT4 (TOOLCHAIN.md: a 32x64 ROM became 128 LUT4).
   ROMs (weights, thresholds, score tables) follow Yosys's ``memory_libmap``
-  choice: logic costs 1/16 per bit, a block ``EBR_COST`` (128 for the DP16KD),
-  so a ROM goes to blocks when ``width*depth > 16*EBR_COST*blocks`` (CNV's
+  choice: logic costs 1/16 per bit, a block ``family.ebr_cost`` (128 for the DP16KD),
+  so a ROM goes to blocks when ``width*depth > 16*ebr_cost*blocks`` (CNV's
   conv3 at PE=8, SIMD=96: 96 words of 96 bits per PE -> 3 blocks each, as
   synthesised).  RAMs (buffers, FIFOs): depth >= 128 goes to blocks; on iCE40 an
   MVAU's input buffer also goes to blocks from ``family.ram_block_bits`` bits on.

@@ -63,7 +63,7 @@ import time
 import numpy as np
 
 from . import layout
-from .errors import BnnhwError, ExportError, ModelFileError
+from .errors import ExportError, ModelFileError
 from .ir import Dense, InputQuant, MaxPool, NetworkIR, _jsonable, is_ir_file, load_ir
 from .scores import scores_from_values
 

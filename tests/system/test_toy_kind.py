@@ -72,6 +72,9 @@ class _XorConformance(registry.Conformance):
     def formulas(self, core):
         return {"throughput": core.cf, "latency": 1}
 
+    def synth_params(self):
+        return {"channels": 6, "simd": 3}
+
 
 @registry.register("xor_mask", conformance=_XorConformance)
 class XorMaskCore(StreamCore):

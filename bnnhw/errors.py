@@ -18,5 +18,13 @@ class DatasetError(BnnhwError):
     """A dataset is missing, malformed or unknown."""
 
 
+class ExportError(BnnhwError):
+    """A model that cannot be exported or imported exactly; the message names the layer."""
+
+
+class FoldingError(BnnhwError):
+    """An illegal folding or an impossible target/budget; the message names the layer."""
+
+
 class ModelFileError(BnnhwError):
     """A checkpoint or IR file is missing, corrupted, unsafe or of the wrong version."""

@@ -63,8 +63,9 @@ import time
 import numpy as np
 
 from . import layout
-from .errors import BnnhwError, ModelFileError
+from .errors import ExportError, ModelFileError
 from .ir import Dense, InputQuant, MaxPool, NetworkIR, _jsonable, is_ir_file, load_ir
+from .scores import scores_from_values
 
 __all__ = ["export_checkpoint", "export_model", "load_model_any", "ExportError",
            "scores_from_values"]
@@ -72,10 +73,6 @@ __all__ = ["export_checkpoint", "export_model", "load_model_any", "ExportError",
 _EXACT_LIMIT = 1 << 24          # float32 integers are exact below this
 _EXHAUSTIVE_LIMIT = 1 << 24     # elements evaluated at most for a full monotonicity check
 _TABLE_LIMIT = 1 << 24          # entries of a rank table
-
-
-class ExportError(BnnhwError):
-    """A checkpoint that cannot be exported exactly; the message names the layer."""
 
 
 # ---------------------------------------------------------------------------
@@ -188,7 +185,6 @@ def _export_eval(model, spec, dataset, split, meta, source, source_sha256, self_
                    split=_jsonable(split or {}), provenance=_jsonable(prov))
     ir.validate("exported IR")
     if self_check:
-        from .golden import disagreements
         lo, hi = q.raw_range
         rng = np.random.default_rng(0)
         imgs = rng.integers(lo, hi + 1, size=(int(self_check), q.channels, q.height, q.width),
@@ -570,29 +566,32 @@ def _fold_scores(norm, mh, lo, hi, to_float, where):
     return scores_from_values(g, where)
 
 
-def scores_from_values(g, where):
-    """Score representation from the output norm's float32 values ``g[p - lo, c]``
-    on every reachable accumulator value: ``("popcount", None, dirs)`` when all
-    classes share one strictly monotone function, else ``("rank_table", table,
-    dirs)`` (dense ranks of all values; argmax with ties to the lowest index
-    equals numpy/torch argmax on the floats)."""
-    n, mh = g.shape
-    if np.isnan(g).any():
-        raise ExportError(f"{where}: the output norm gives NaN scores",
-                          "check its running_var/weight for NaN or negative variance")
-    one_fn = bool(np.all(g == g[:, :1]))
-    if one_fn and n > 1 and np.all(g[1:, 0] > g[:-1, 0]):
-        return "popcount", None, np.ones(mh, np.int8)
-    if one_fn and n > 1 and np.all(g[1:, 0] < g[:-1, 0]):
-        return "popcount", None, -np.ones(mh, np.int8)
-    _, inv = np.unique(g.ravel(), return_inverse=True)       # dense ranks; -0.0 == 0.0
-    table = inv.reshape(n, mh).T.astype(np.int32)
-    return "rank_table", np.ascontiguousarray(table), np.ones(mh, np.int8)
-
-
 def _sha256_file(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def disagreements(ir: NetworkIR, model, images, *, chunk: int = 256) -> int:
+    """Number of images whose golden class (:class:`bnnhw.golden.GoldenModel`) differs
+    from the torch model's (eval mode)."""
+    import torch
+
+    from .golden import GoldenModel
+
+    images = np.asarray(images)
+    g = GoldenModel(ir, chunk=chunk)
+    was = model.training
+    model.eval()
+    bad = 0
+    try:
+        with torch.no_grad():
+            for s in range(0, len(images), chunk):
+                xb = images[s:s + chunk]
+                t = model(torch.from_numpy(np.ascontiguousarray(xb))).argmax(1).numpy()
+                bad += int((g.predict(xb) != t).sum())
+    finally:
+        model.train(was)
+    return bad

@@ -69,6 +69,7 @@ import numpy as np
 
 from . import layout
 from .errors import BnnhwError, ModelFileError
+from .kinds import get_kind, kinds
 
 __all__ = ["FORMAT", "VERSION", "InputQuant", "Dense", "MaxPool", "NetworkIR",
            "load_ir", "save_ir", "is_ir_file", "POOL_OPS"]
@@ -287,9 +288,12 @@ class NetworkIR:
                     out[f"{l.name}.thresholds"] = np.asarray(l.thresholds, dtype="<i8")
                 if l.score_table is not None:
                     out[f"{l.name}.score_table"] = np.asarray(l.score_table, dtype="<i4")
-            else:
+            elif isinstance(l, MaxPool):
                 codes = np.array([POOL_OPS.index(str(o)) for o in l.pool_op], dtype=np.uint8)
                 out[f"{l.name}.pool_op"] = codes
+            else:                   # a registered layer kind (bnnhw.kinds)
+                for n, a in get_kind(l.kind).ir_arrays(l).items():
+                    out[f"{l.name}.{n}"] = a
         return out
 
     def header(self, arrays: dict | None = None) -> dict:
@@ -316,11 +320,17 @@ class NetworkIR:
                     if l.score_table is not None:
                         names.append("score_table")
                 d["arrays"] = {n: f"{l.name}.{n}" for n in names}
-            else:
+            elif isinstance(l, MaxPool):
                 d = {"name": l.name, "kind": "maxpool", "in_shape": list(l.in_shape),
                      "out_shape": list(l.out_shape), "kernel": l.kernel,
                      "arrays": {"pool_op": f"{l.name}.pool_op"},
                      "pool_op_codes": list(POOL_OPS), "source": l.source}
+            else:                   # a registered layer kind (bnnhw.kinds)
+                kind = get_kind(l.kind)
+                d = {**kind.ir_header(l), "name": l.name, "kind": l.kind,
+                     "in_shape": list(l.in_shape), "out_shape": list(l.out_shape),
+                     "arrays": {n: f"{l.name}.{n}" for n in kind.ir_arrays(l)},
+                     "source": getattr(l, "source", {})}
             layers.append(d)
         return {
             "format": FORMAT, "version": VERSION,
@@ -504,9 +514,11 @@ def _from_parts(header, arrays, path):
                                   out_shape=tuple(d["out_shape"]), kernel=int(d["kernel"]),
                                   pool_op=np.array(POOL_OPS)[codes.astype(np.intp)],
                                   source=d.get("source", {})))
+        elif kind in kinds():       # a registered layer kind (bnnhw.kinds)
+            layers.append(get_kind(kind).ir_from_header(d, arr))
         else:
             raise _bad(path, f"layer {d.get('name')}: unknown kind {kind!r} (this bnnhw knows "
-                             f"conv, fc, maxpool)")
+                             f"{', '.join(sorted(kinds()))})")
     ir = NetworkIR(input=inp, layers=layers, num_classes=int(header["num_classes"]),
                    spec=header.get("spec", {}), dataset=header.get("dataset", {}),
                    split=header.get("split", {}), provenance=header.get("provenance", {}))
@@ -541,7 +553,9 @@ def _validate(ir: NetworkIR, where: str) -> None:
                       f"layer produces {tuple(shape)}")
         last = i == len(ir.layers) - 1
         if isinstance(l, MaxPool):
-            if i == 0 or not (isinstance(ir.layers[i - 1], Dense) and ir.layers[i - 1].kind == "conv"):
+            prev = ir.layers[i - 1] if i else None
+            if prev is None or isinstance(prev, MaxPool) or (isinstance(prev, Dense)
+                                                              and prev.kind != "conv"):
                 raise bad(f"layer {l.name}: maxpool must follow a conv layer")
             h, w, c = shape
             if l.kernel < 1 or h < l.kernel or w < l.kernel:
@@ -617,6 +631,10 @@ def _validate(ir: NetworkIR, where: str) -> None:
                     raise bad(f"layer {l.name}: thresholds outside [{l.acc_min}, "
                               f"{l.acc_max + 1}]")
             first = False
+        elif getattr(l, "kind", None) in kinds():      # a registered layer kind
+            shape = tuple(get_kind(l.kind).ir_check(l, tuple(shape), bad))
+            if tuple(l.out_shape) != shape:
+                raise bad(f"layer {l.name}: output shape {tuple(l.out_shape)}, expected {shape}")
         else:
             raise bad(f"layer {i}: unknown layer object {type(l).__name__}")
     if shape != (ir.num_classes,):

@@ -61,10 +61,10 @@ import numpy as np
 __all__ = [
     "to_bits", "from_bits", "pack_bits", "unpack_bits", "popcount",
     "im2col_index", "im2col", "conv_weight_to_matrix", "conv_weight_from_matrix",
-    "flatten_index", "fc_weight_from_torch", "fc_weight_to_torch", "check_fold",
+    "flatten_index", "fc_weight_from_torch", "fc_weight_to_torch", "check_fold", "divisors",
     "pack_weights", "pack_thresholds",
     "unpack_fold_output", "bitplanes", "plane_coefficients", "int_to_word",
-    "word_to_int", "input_beats", "class_index_width",
+    "input_beats", "class_index_width",
 ]
 
 WORD = 64
@@ -116,11 +116,6 @@ def int_to_word(bits_vec) -> int:
         if b:
             out |= 1 << j
     return out
-
-
-def word_to_int(word: int, n: int) -> np.ndarray:
-    """Inverse of ``int_to_word``: bits 0..n-1 of ``word`` as a uint8 vector."""
-    return np.array([(word >> j) & 1 for j in range(n)], dtype=np.uint8)
 
 
 # -- convolution orders -----------------------------------------------------
@@ -192,7 +187,8 @@ def fc_weight_to_torch(w, channels: int, height: int, width: int) -> np.ndarray:
 
 # -- folding ----------------------------------------------------------------
 
-def _divisors(n: int) -> list[int]:
+def divisors(n: int) -> list[int]:
+    """The divisors of ``n`` in increasing order (the legal SIMD, PE, planes of a layer)."""
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
@@ -200,10 +196,10 @@ def check_fold(mw: int, mh: int, simd: int, pe: int, *, layer: str = "layer") ->
     """Raise ValueError naming the layer and legal values unless SIMD | MW and PE | MH."""
     if not (isinstance(simd, int) and simd >= 1 and mw % simd == 0):
         raise ValueError(f"{layer}: SIMD={simd} does not divide MW={mw}; "
-                         f"legal values: {_divisors(mw)}")
+                         f"legal values: {divisors(mw)}")
     if not (isinstance(pe, int) and pe >= 1 and mh % pe == 0):
         raise ValueError(f"{layer}: PE={pe} does not divide MH={mh}; "
-                         f"legal values: {_divisors(mh)}")
+                         f"legal values: {divisors(mh)}")
 
 
 def pack_weights(wbits, pe: int, simd: int) -> list[list[int]]:
@@ -231,7 +227,7 @@ def pack_thresholds(thresholds, pe: int) -> list[list[int]]:
     t = np.asarray(thresholds)
     mh = t.shape[0]
     if mh % pe:
-        raise ValueError(f"PE={pe} does not divide MH={mh}; legal values: {_divisors(mh)}")
+        raise ValueError(f"PE={pe} does not divide MH={mh}; legal values: {divisors(mh)}")
     return [[t[nf * pe + p].tolist() for nf in range(mh // pe)] for p in range(pe)]
 
 

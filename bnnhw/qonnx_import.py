@@ -51,6 +51,7 @@ import numpy as np
 from . import layout
 from .errors import BnnhwError, ModelFileError
 from .ir import Dense, InputQuant, MaxPool, NetworkIR, _jsonable
+from .scores import scores_from_values
 from .qonnx_ref import QONNX_DOMAINS, Reference, raw_to_float, require_onnx
 
 __all__ = ["import_qonnx", "is_onnx_file", "QonnxImportError", "SUPPORTED_OPS"]
@@ -447,7 +448,6 @@ def _import(model, where) -> NetworkIR:
                 g = _eval_part(ref, cand, (1, mh), f"{where}: {_labels(G, seg)}")
             else:
                 g = cand.astype(np.float32)
-            from .export import scores_from_values
             skind, table, direction = scores_from_values(g, f"{where}: {_labels(G, seg or [node])}")
             if skind == "popcount" and direction[0] < 0:
                 wbits = (1 - wbits).astype(np.uint8)

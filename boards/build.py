@@ -42,7 +42,7 @@ from pathlib import Path
 from bnnhw.errors import BnnhwError
 
 __all__ = ["BuildReport", "build_bitstream", "check_tools", "TOOL_PACKAGES", "tool_path",
-           "platform_overrides"]
+           "platform_overrides", "cells_summary"]
 
 # tool name in amaranth's command templates -> (YoWASP executable, PyPI package, module)
 TOOL_PACKAGES = {
@@ -149,7 +149,7 @@ def _log(msg):
     print(f"[bnnhw build] {msg}", file=sys.stderr, flush=True)
 
 
-def _cells_summary(family: str, cells: dict) -> dict:
+def cells_summary(family: str, cells: dict) -> dict:
     """LUT/FF/... counts from a Yosys ``num_cells_by_type`` dict."""
     def count(pred):
         return sum(int(n) for t, n in cells.items() if pred(t.lstrip("\\$")))
@@ -181,7 +181,7 @@ def _per_module(family: str, stat: dict, top: str) -> dict:
     mods = {}
     for name, m in stat.get("modules", {}).items():
         cells = m.get("num_cells_by_type", {})
-        mods[name.lstrip("\\")] = _cells_summary(family, cells)
+        mods[name.lstrip("\\")] = cells_summary(family, cells)
     out = {}
     if not mods:
         return out
@@ -262,7 +262,7 @@ def platform_overrides(name: str, *, seed: int = 1, netlist: bool = False) -> di
     """The overrides :func:`build_bitstream` gives ``platform.prepare`` (nextpnr seed and
     report; Yosys ``stat -json`` after synthesis, and with ``netlist`` a
     ``write_verilog -noattr NAME.netlist.v`` of the netlist that goes to nextpnr).
-    :mod:`bnnhw.gatesim` renders the same script for an accelerator alone."""
+    :mod:`bnnhw.sim.gatesim` renders the same script for an accelerator alone."""
     after = f"tee -q -o {name}.stat.json stat -json"
     if netlist:
         after += f"\nwrite_verilog -noattr {name}.netlist.v"
@@ -344,7 +344,7 @@ def _build_bitstream(top, board, out: Path, tools: dict, *, seed, clock_mhz, nam
                           pll=plan.pll.to_dict() if plan.pll else None)
         stat = _read_stat(tmp / stat_json)
         design = stat.get("design") or next(iter(stat.get("modules", {}).values()), {})
-        for k, v in _cells_summary(board.family, design.get("num_cells_by_type", {})).items():
+        for k, v in cells_summary(board.family, design.get("num_cells_by_type", {})).items():
             setattr(rep, k, v)
         pnr = json.loads((tmp / report_json).read_text())
         rep.utilization = pnr.get("utilization", {})

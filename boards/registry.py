@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 
 from bnnhw.errors import BnnhwError
 
+from .family import get_family
+
 __all__ = ["Capacity", "LedRef", "BoardSpec", "DEVICES", "BOARDS", "get_board", "list_boards",
            "board_names"]
 
@@ -62,14 +64,6 @@ for _size in ("25F", "45F", "85F"):
     DEVICES[f"LFE5UM-{_size}"] = DEVICES[f"LFE5U-{_size}"]
     DEVICES[f"LFE5UM5G-{_size}"] = DEVICES[f"LFE5U-{_size}"]
 
-_TOOLS = {
-    "ice40": {"synth": "synth_ice40", "pnr": "nextpnr-ice40", "pack": "icepack",
-              "bitstream": ".bin"},
-    "ecp5": {"synth": "synth_ecp5", "pnr": "nextpnr-ecp5", "pack": "ecppack",
-             "bitstream": ".bit"},
-}
-
-
 @dataclass(frozen=True)
 class LedRef:
     """An LED: ``platform.request(resource, number)``, then subsignal ``sub`` if given
@@ -105,19 +99,19 @@ class BoardSpec:
 
     @property
     def synth_command(self) -> str:
-        return _TOOLS[self.family]["synth"]
+        return get_family(self.family).synth
 
     @property
     def pnr_tool(self) -> str:
-        return _TOOLS[self.family]["pnr"]
+        return get_family(self.family).pnr
 
     @property
     def pack_tool(self) -> str:
-        return _TOOLS[self.family]["pack"]
+        return get_family(self.family).pack
 
     @property
     def bitstream_suffix(self) -> str:
-        return _TOOLS[self.family]["bitstream"]
+        return get_family(self.family).bitstream_suffix
 
     @property
     def osc_mhz(self) -> float:

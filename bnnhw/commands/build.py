@@ -10,7 +10,7 @@ its log, and leaves no bitstream):
 2. **plan** the folding: the user's (``--folding FILE``, ``--target-cycles N``,
    ``--target-fps F`` at the build clock, ``--max-luts N``; the same options as
    ``bnnhw sim``), or by default the *fastest folding that fits the board*.
-   Either way a fit check runs before synthesis (:func:`estimate_fit`): the
+   Either way a fit check runs before synthesis (:mod:`bnnhw.dataflow.fit`): the
    estimated LUT4s, block RAMs and shell of the design against the device.  An
    explicit folding that does not fit is an error naming the layers to fold
    further; a network that does not fit even fully folded (PE=SIMD=1) is an
@@ -30,7 +30,7 @@ its log, and leaves no bitstream):
    last stdout line);
 7. optionally (``--gate-sim N``) synthesise the accelerator alone with the same
    Yosys script and stream N test images through its netlist against the golden
-   model (:mod:`bnnhw.gatesim`).
+   model (:mod:`bnnhw.sim.gatesim`).
 
 The function for programs (the demo): :func:`run_build`.
 """
@@ -42,7 +42,6 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
 
 from ..errors import BnnhwError
 
@@ -50,22 +49,6 @@ NAME = "build"
 HELP = "build a bitstream of the accelerator for a board (folding, shell, Yosys, nextpnr)"
 
 DEFAULT_SELFTEST_IMAGES = 8
-# Estimated-to-synthesised LUT4 ratio of the dataflow models per family, measured: iCE40
-# on a digits TFC (2,131 LUT4 for ~1,336 modelled: 1.6); ECP5 on CNV at 32,768 cycles per
-# frame (19,783 LUT4 placed for ~12,900 modelled: 1.5; the conv layers' sliding windows
-# and popcounts cost more than the MVAU fit of bnnhw.dataflow.models), and the share of
-# the device the fit check lets a design use.
-LUT_FACTOR = {"ice40": 1.6, "ecp5": 1.5}
-LUT_USABLE = 0.92
-# Block RAM shapes (depth, width) per family, cheapest first (ECP5 DP16KD, iCE40
-# SB_RAM40_4K) and the depth from which a memory goes to block RAM (bnnhw.dataflow.models).
-EBR_CONFIGS = {"ecp5": ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)),
-               "ice40": ((2048, 2), (1024, 4), (512, 8), (256, 16))}
-# Yosys's cost of one block RAM (lattice/brams_16kd.txt, ice40/brams.txt): decides ROMs
-EBR_COST = {"ecp5": 128, "ice40": 64}
-# The shells' own logic (measured: UART shell on iCE40 ~590 LUT4 with its clock domain).
-SHELL_LUT = {"uart": {"ice40": 620, "ecp5": 520}, "selftest": {"ice40": 160, "ecp5": 140}}
-
 
 def _log(msg: str) -> None:
     print(f"[bnnhw build] {msg}", file=sys.stderr, flush=True)
@@ -161,278 +144,6 @@ def _stage(name: str, out_dir: str | None = None):
                          "and the command line") from e
 
 
-# ---------------------------------------------------------------------------- fit
-
-@dataclass
-class FitEstimate:
-    """Estimated resources of an accelerator plus its shell on a board."""
-    board: str
-    family: str
-    lut: int
-    ebr: int
-    lut_capacity: int
-    ebr_capacity: int
-    lut_usable: int
-    accelerator_lut: int
-    accelerator_ebr: int
-    shell_lut: int
-    shell_ebr: int
-    layers: list = field(default_factory=list)      # [{name, lut, ebr}]
-    fifos: dict = field(default_factory=dict)       # {lut, ebr}
-
-    @property
-    def fits(self) -> bool:
-        return self.lut <= self.lut_usable and self.ebr <= self.ebr_capacity
-
-    def over(self) -> str:
-        parts = []
-        if self.lut > self.lut_usable:
-            parts.append(f"~{self.lut} LUT4 of {self.lut_capacity} ({self.lut_usable} usable)")
-        if self.ebr > self.ebr_capacity:
-            parts.append(f"~{self.ebr} block RAMs of {self.ebr_capacity}")
-        return " and ".join(parts)
-
-    def to_dict(self) -> dict:
-        return {"board": self.board, "family": self.family, "lut": self.lut, "ebr": self.ebr,
-                "lut_capacity": self.lut_capacity, "lut_usable": self.lut_usable,
-                "ebr_capacity": self.ebr_capacity, "accelerator_lut": self.accelerator_lut,
-                "accelerator_ebr": self.accelerator_ebr, "shell_lut": self.shell_lut,
-                "shell_ebr": self.shell_ebr, "fits": self.fits, "layers": self.layers,
-                "fifos": self.fifos, "lut_factor": LUT_FACTOR[self.family],
-                "model": "bnnhw.dataflow.models with the family's block RAM shapes; LUT4s "
-                         "scaled by lut_factor; a share LUT_USABLE of the LUTs usable"}
-
-
-@contextlib.contextmanager
-def _family_memories(family: str):
-    """Evaluate the dataflow cost models with ``family``'s block RAM shapes.
-
-    (bnnhw.dataflow.models knows the ECP5 DP16KD only; its memory_cost reads the
-    module-level block shapes and ``EBR_COST`` at call time.)"""
-    from ..dataflow import models as M
-    saved = M._EBR_CONFIGS, M.EBR_COST
-    M._EBR_CONFIGS, M.EBR_COST = EBR_CONFIGS[family], EBR_COST[family]
-    try:
-        yield M
-    finally:
-        M._EBR_CONFIGS, M.EBR_COST = saved
-
-
-def _ice40_ibuf(core, cost) -> None:
-    """iCE40: Yosys puts an MVAU's input double buffer (a RAM) into SB_RAM40_4K blocks
-    from about 512 bits on, however shallow (measured: 40 x 16 bits -> 3 blocks), where
-    the dataflow models count LUTs below 128 words."""
-    if getattr(core, "kind", "") not in ("mvau", "first_layer_mvau"):
-        return
-    width, depth = core.simd * core.bits, 2 * (core.mw // core.simd)
-    if depth < 128 and width * depth >= 512:
-        cost.lut -= width * (-(-depth // 16))
-        cost.ebr += (-(-width // 16)) * (-(-depth // 256))
-
-
-def _shell_cost(board, design, shell: str, selftest_count: int = 0):
-    from ..dataflow import models as M
-    ir = design.ir
-    n = ir.input.height * ir.input.width * ir.input.channels
-    lut = float(SHELL_LUT[shell][board.family])
-    if shell == "uart":
-        c = M.memory_cost(design.input_width, 2 * n)         # ping-pong image buffers
-    else:
-        c = M.memory_cost(design.input_width, selftest_count * n).add(
-            M.memory_cost(design.output_width, selftest_count))
-    return lut + c.lut, c.ebr
-
-
-def estimate_fit(design, board, *, shell: str = "uart", selftest_count: int = 0) -> FitEstimate:
-    """Estimated LUT4 and block RAM use of ``design`` (a :class:`bnnhw.dataflow.Design`)
-    inside ``shell`` ("uart" or "selftest") on ``board``, before any synthesis."""
-    from ..boards.registry import get_board
-    from ..dataflow.design import core_cost
-    from ..dataflow import models as _M
-    board = get_board(board)
-    fam = board.family
-    layers: dict[str, dict] = {}
-    with _family_memories(fam) as M:
-        order = []
-        for core, lname in zip(design.chain.cores, design.chain.layers):
-            if lname == "label_select":
-                lname = design.ir.layers[-1].name
-            c = core_cost(core)
-            if fam == "ice40":
-                _ice40_ibuf(core, c)
-            if lname not in layers:
-                layers[lname] = {"name": lname, "lut": 0.0, "ebr": 0}
-                order.append(lname)
-            layers[lname]["lut"] += c.lut
-            layers[lname]["ebr"] += c.ebr
-        fifo = _M.Cost()
-        for core, depth in zip(design.chain.cores, design.fifo_depths):
-            if depth > 0:
-                fifo.add(M.fifo_cost(width=core.o_width, depth=depth))
-        shell_lut, shell_ebr = _shell_cost(board, design, shell, selftest_count)
-    k = LUT_FACTOR[fam]
-    rows = [{"name": n, "lut": int(round(layers[n]["lut"] * k)), "ebr": int(layers[n]["ebr"])}
-            for n in order]
-    acc_lut = sum(r["lut"] for r in rows) + int(round(fifo.lut * k))
-    acc_ebr = sum(r["ebr"] for r in rows) + fifo.ebr
-    cap = board.capacity
-    shell_lut = int(round(shell_lut))
-    return FitEstimate(board=board.name, family=fam, lut=acc_lut + shell_lut,
-                       ebr=acc_ebr + shell_ebr, lut_capacity=cap.lut4, ebr_capacity=cap.ebr,
-                       lut_usable=int(cap.lut4 * LUT_USABLE), accelerator_lut=acc_lut,
-                       accelerator_ebr=acc_ebr, shell_lut=shell_lut, shell_ebr=shell_ebr,
-                       layers=rows, fifos={"lut": int(round(fifo.lut * k)), "ebr": fifo.ebr})
-
-
-def _achievable_targets(ir) -> list[int]:
-    """Every per-layer cycles-per-frame figure some legal folding reaches, from the
-    network's fastest bound up (the targets worth trying)."""
-    from ..dataflow.folding import (LayerFold, in_width, layer_figures, legal_values,
-                                    min_cycles, network_geometry)
-    lo = max(c for c, _ in min_cycles(ir).values())
-    values = {lo}
-    for g in network_geometry(ir):
-        lv = legal_values(g)
-        if g.kind == "maxpool":
-            folds = [LayerFold(g.name, g.kind, simd=s) for s in lv["simd"]]
-        else:
-            folds = [LayerFold(g.name, g.kind, simd=s, pe=p, planes=q)
-                     for p in lv["pe"] for s in lv["simd"] for q in lv.get("planes", [1])]
-        for f in folds:
-            cyc, _ = layer_figures(g, f, in_width(g, f))
-            c = max(cyc.values())
-            if c >= lo:
-                values.add(c)
-    return sorted(values)
-
-
-def _fold_further_hint(design, fit: FitEstimate) -> tuple[str, str]:
-    """Which layers to fold further (largest estimated LUT or block RAM users first)."""
-    from ..dataflow.folding import legal_values, network_geometry
-    geo = {g.name: g for g in network_geometry(design.ir)}
-    key = "lut" if fit.lut > fit.lut_usable else "ebr"
-    ranked = sorted((r for r in fit.layers if r["name"] in geo), key=lambda r: -r[key])
-    tips = []
-    for r in ranked[:3]:
-        if r[key] <= 0:
-            continue
-        f = design.plan.fold(r["name"])
-        g = geo[r["name"]]
-        if g.kind == "maxpool":
-            smaller = [v for v in legal_values(g)["simd"] if v < f.simd]
-            tip = f"simd={smaller[-1]}" if smaller else "already fully folded"
-            now = f"simd={f.simd}"
-        else:
-            lv = legal_values(g)
-            if key == "ebr":
-                # block RAMs: fewer, deeper memories (smaller PE), or a narrower one
-                pe = [v for v in lv["pe"] if v < f.pe]
-                tip = (f"pe={pe[-1]}" if pe else "already at pe=1 (block RAMs hold its "
-                       "weights: a bigger device is needed)")
-            else:
-                pe = [v for v in lv["pe"] if v < f.pe]
-                simd = [v for v in lv["simd"] if v < f.simd]
-                tip = (f"pe={pe[-1]}" if pe else f"simd={simd[-1]}" if simd
-                       else "already fully folded")
-            now = f"simd={f.simd} pe={f.pe}"
-        tips.append(f"{r['name']} ({now}: ~{r[key]} {'LUT4' if key == 'lut' else 'EBR'}; "
-                    f"try {tip})")
-    what = ("fold further: " + "; ".join(tips)) if tips else "fold the layers further"
-    return what, ("edit folding.json (or lower --target-fps / raise --target-cycles), or drop "
-                  "the folding options to let bnnhw choose the fastest folding that fits")
-
-
-def _weight_memory_bits(ir) -> int:
-    return sum(getattr(l, "mw", 0) * getattr(l, "mh", 0) for l in ir.layers) + sum(
-        l.mh * l.acc_bits for l in ir.layers
-        if getattr(l, "thresholds", None) is not None)
-
-
-def _bigger_boards(ir, board) -> str:
-    """Names of registered boards whose block RAM holds the weights (a hint)."""
-    from ..boards.registry import list_boards
-    need = _weight_memory_bits(ir)
-    names = [b.name for b in list_boards()
-             if b.capacity.ebr_total_bits >= need * 1.15 and b.name != board.name]
-    return ", ".join(names[:3])
-
-
-def _cannot_fit(ir, board, cycles, fit) -> BnnhwError:
-    bits = _weight_memory_bits(ir)
-    cap = board.capacity
-    other = _bigger_boards(ir, board)
-    spram = (f"; its {cap.spram} SPRAMs cannot hold weights (they cannot be initialised "
-             "from the bitstream)") if cap.spram else ""
-    return BnnhwError(
-        f"the network does not fit {board.name} ({board.device}) even fully folded "
-        f"(PE=SIMD=1, {cycles} cycles/frame): estimated {fit.over()}; its weights "
-        f"and thresholds are {bits / 1024:.0f} kbit, the device has "
-        f"{cap.ebr_total_bits / 1024:.0f} kbit of block RAM{spram}",
-        (f"use a bigger board ({other}) or " if other else "use ") +
-        "a narrower network (bnnhw train --width)")
-
-
-def plan_for_board(ir, board, *, folding=None, folding_source=None, target_cycles=None,
-                   target_fps=None, clock_mhz=None, max_luts=None, shell="uart",
-                   selftest_count=0, progress=_log):
-    """``(plan, design, fit)``: the user's folding checked against ``board``, or with no
-    folding option the fastest folding whose estimate fits (see the module docstring)."""
-    from ..dataflow import build_design, plan_folding
-    from ..dataflow.folding import FoldingError
-    explicit = any(v is not None for v in (folding, target_cycles, target_fps, max_luts))
-    kw = dict(shell=shell, selftest_count=selftest_count)
-
-    def evaluate(plan):
-        d = build_design(ir, plan)
-        return d, estimate_fit(d, board, **kw)
-
-    if explicit:
-        plan = plan_folding(ir, folding=folding, source=folding_source,
-                            target_cycles=target_cycles, target_fps=target_fps,
-                            clock_mhz=clock_mhz if target_fps is not None else None,
-                            max_luts=max_luts)
-        design, fit = evaluate(plan)
-        if not fit.fits:
-            values = _achievable_targets(ir)
-            slow_fit = evaluate(plan_folding(ir, target_cycles=values[-1]))[1]
-            if not slow_fit.fits:
-                raise _cannot_fit(ir, board, values[-1], slow_fit)
-            what, hint = _fold_further_hint(design, fit)
-            raise FoldingError(f"the {plan.mode} folding does not fit {board.name} "
-                               f"({board.device}): estimated {fit.over()}; {what}", hint)
-        return plan, design, fit
-
-    values = _achievable_targets(ir)
-    progress(f"plan: searching the fastest folding that fits {board.name} "
-             f"({len(values)} candidate bounds, {values[0]}..{values[-1]} cycles/frame)")
-    cache = {}
-
-    def at(i):
-        if i not in cache:
-            plan = plan_folding(ir, target_cycles=values[i])
-            cache[i] = (plan, *evaluate(plan))
-        return cache[i]
-
-    last = len(values) - 1
-    plan, design, fit = at(last)
-    if not fit.fits:
-        raise _cannot_fit(ir, board, values[-1], fit)
-    lo, hi = 0, last                     # values[hi] fits; find the first that fits
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if at(mid)[2].fits:
-            hi = mid
-        else:
-            lo = mid + 1
-    plan, design, fit = at(hi)
-    plan.mode = "fit"
-    plan.max_luts = None
-    progress(f"plan: fastest fitting folding bounds {plan.bound_cycles} cycles/frame "
-             f"(estimated {fit.lut} LUT4 of {fit.lut_capacity}, {fit.ebr} EBR of "
-             f"{fit.ebr_capacity}; tried {len(cache)} foldings)")
-    return plan, design, fit
-
-
 # ---------------------------------------------------------------------------- helpers
 
 def _read_from_dir(from_dir, model, folding_opts: dict):
@@ -462,21 +173,13 @@ def _selftest_images(ir, ck, count, dataset, split, data_dir, what="--self-test"
 
     from ..dataflow import encode_images
     from ..golden import GoldenModel
-    from .common import dataset_split
+    from .common import model_images
     name = dataset or (ck or {}).get("dataset", {}).get("name") or ir.dataset.get("name")
     if not name or name in ("synthetic",):
         raise BnnhwError(f"{what} needs test images, and the model does not name a "
                          "dataset bnnhw can load", "give --dataset NAME or a path (.npz, "
                          "image folder)")
-    split_ck = ck if ck is not None else {"dataset": ir.dataset, "split": ir.split or None}
-    if split_ck.get("split") is None:
-        split_ck = None
-    ds, x, y = dataset_split(name, split, split_ck, data_dir)
-    q = ir.input
-    if tuple(ds.input_shape) != (q.channels, q.height, q.width):
-        raise BnnhwError(f"dataset {ds.name!r} has inputs {tuple(ds.input_shape)} but the model "
-                         f"expects {(q.channels, q.height, q.width)}",
-                         "use the dataset the model was trained on")
+    ds, x, y = model_images(ir, ck, name, split, data_dir)
     if count < 1:
         raise BnnhwError(f"{what} needs at least 1 image, not {count}", f"e.g. {what} 8")
     if len(x) < count:
@@ -589,12 +292,13 @@ def _run_build(model, board, out_dir, *, folding=None, target_cycles=None, targe
     t0 = time.monotonic()
     with _stage("plan", out_dir):
         from ..dataflow import build_design, load_folding_file
+        from ..dataflow.fit import estimate_fit, fold_further_hint, plan_for_board
         kw = dict(shell=shell, selftest_count=self_test or 0)
         if from_plan is not None:
             design = build_design(ir, from_plan)
             plan, fit = from_plan, estimate_fit(design, b, **kw)
             if not fit.fits:
-                what, hint = _fold_further_hint(design, fit)
+                what, hint = fold_further_hint(design, fit)
                 raise BnnhwError(f"the design of {from_dir} does not fit {b.name}: estimated "
                                  f"{fit.over()}; {what}", hint)
         else:
@@ -699,7 +403,7 @@ def _run_build(model, board, out_dir, *, folding=None, target_cycles=None, targe
 
 
 def _gate_sim(design, board, x, out_dir, progress):
-    from ..gatesim import gate_level_check
+    from ..sim.gatesim import gate_level_check
     res = gate_level_check(design, board, x, os.path.join(out_dir, "gatesim"),
                            progress=progress)
     progress(f"gate-level: {res['frames']} images, {res['mismatches']} mismatches "

@@ -73,3 +73,26 @@ def dataset_split(ds_name: str, split: str, ck: dict | None, data_dir=None):
         info = D.make_split(ds)
     x, y = D.select(ds, split, info)
     return ds, x, y
+
+
+def model_images(ir, ck, dataset: str, split: str, data_dir=None, *, count=None,
+                 hint: str = "use the dataset the model was trained on"):
+    """``(ds, x, y)``: the images of ``split`` of ``dataset`` for the network ``ir``
+    (``ck``: its checkpoint, or None for an IR file).  The seeded holdout stored in the
+    checkpoint (else in the IR) is used when the dataset is the one the model was trained
+    on; ``count`` keeps the first N images.  A dataset whose images do not have the
+    model's input shape, or an empty split, is a BnnhwError (``hint``: what to do about
+    the shape).  The one image loader of eval, sim and build."""
+    split_ck = ck if ck is not None else {"dataset": ir.dataset, "split": ir.split or None}
+    if split_ck.get("split") is None:
+        split_ck = None
+    ds, x, y = dataset_split(dataset, split, split_ck, data_dir)
+    q = ir.input
+    if tuple(ds.input_shape) != (q.channels, q.height, q.width):
+        raise BnnhwError(f"dataset {ds.name!r} has inputs {tuple(ds.input_shape)} but the model "
+                         f"expects {(q.channels, q.height, q.width)}", hint)
+    if count is not None:
+        x, y = x[:count], y[:count]
+    if len(y) == 0:
+        raise BnnhwError(f"the {split} split of {ds.name} is empty", "choose another --split")
+    return ds, x, y

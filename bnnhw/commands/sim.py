@@ -176,24 +176,15 @@ def _run(args, atomic_write):
     from ..dataflow import estimates_summary
     from ..dataflow.design import TOP_NAME, encode_images
     from ..golden import GoldenModel
+    from ..kinds import get_kind
     from ..sim import simulate
-    from .common import dataset_split
+    from .common import model_images
 
     ir, ck, built = load_model_for(args)
     # the images first: a wrong dataset fails before any generation
-    split_ck = ck if ck is not None else {"dataset": ir.dataset, "split": ir.split or None}
-    if split_ck.get("split") is None:
-        split_ck = None
-    ds, x, y = dataset_split(args.dataset, args.split, split_ck, args.data_dir)
+    ds, x, y = model_images(ir, ck, args.dataset, args.split, args.data_dir, count=args.count,
+                            hint="simulate on the dataset the model was trained on")
     q = ir.input
-    if tuple(ds.input_shape) != (q.channels, q.height, q.width):
-        raise BnnhwError(f"dataset {ds.name!r} has inputs {tuple(ds.input_shape)} but the model "
-                         f"expects {(q.channels, q.height, q.width)}",
-                         "simulate on the dataset the model was trained on")
-    if args.count is not None:
-        x, y = x[:args.count], y[:args.count]
-    if len(x) == 0:
-        raise BnnhwError(f"the {args.split} split of {ds.name} is empty", "choose another split")
 
     plan, design, text, meta, gen_s = design_for(args, ir, built)
     log(f"folding ({plan.mode}): bound {plan.bound_cycles} cycles/frame "
@@ -253,7 +244,8 @@ def _run(args, atomic_write):
         "golden_accuracy": float((golden == np.asarray(y)).mean()),
         "stall": args.stall,
         "simulator": args.simulator,
-        "folding": [f.as_dict() | ({"planes": f.planes} if f.kind != "maxpool" else {})
+        "folding": [f.as_dict() | ({"planes": f.planes}
+                                   if "planes" in get_kind(f.kind).fold_keys else {})
                     for f in plan.folds],
         "folding_mode": plan.mode,
         "fifo_depths": list(meta.get("fifo_depths", [])),

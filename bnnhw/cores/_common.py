@@ -28,25 +28,16 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from math import gcd
 
 from amaranth.hdl import Signal, Module, Value, Cat, Const, unsigned
 from amaranth.lib import wiring, stream
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
+from ..layout import divisors
+
 __all__ = ["StreamCore", "Schedule", "popcount_tree", "delay", "divisors",
-           "check_positive_int", "suggest_divisors"]
-
-
-def divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
-def suggest_divisors(n: int, near: int, count: int = 2) -> list[int]:
-    """Divisors of ``n`` closest to ``near`` (for error messages)."""
-    ds = divisors(n)
-    return sorted(sorted(ds, key=lambda d: (abs(d - near), d))[:count])
+           "check_positive_int"]
 
 
 def check_positive_int(value, what: str, name: str) -> int:
@@ -82,8 +73,6 @@ class StreamCore(wiring.Component):
     and implement ``schedule``; ``throughput`` and ``latency`` default to the
     values that schedule implies."""
 
-    #: reference function in :mod:`bnnhw.golden_ops` that defines the core's output.
-    golden = None
     #: registry name (set by :func:`bnnhw.cores.registry.register`).
     kind: str = ""
 
@@ -125,6 +114,14 @@ class StreamCore(wiring.Component):
 
     def schedule(self, frames: int = 3) -> Schedule:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def cost(self, family):
+        """Estimated LUT4 and block RAMs of this core in ``family`` (a
+        :class:`bnnhw.boards.family.Family`), a :class:`bnnhw.hwmodel.Cost` from
+        the core's parameters.  Every core used in a design must define it: the
+        estimates and the board fit refuse a core without one."""
+        raise NotImplementedError(f"core {getattr(self, 'name', '?')} "
+                                  f"({type(self).__name__}) has no cost model")
 
     @property
     def throughput(self) -> int:
@@ -203,10 +200,6 @@ def tree_stages(n_leaves: int, levels_per_stage: int) -> int:
         n = (n + 1) // 2
         levels += 1
     return -(-levels // levels_per_stage) if levels else 0
-
-
-def lcm(a: int, b: int) -> int:
-    return a * b // gcd(a, b)
 
 
 def skid_output(m: Module, o, data: Value, push: Value) -> Value:

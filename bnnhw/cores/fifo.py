@@ -85,6 +85,11 @@ class StreamFIFO(StreamCore):
     def throughput(self) -> int:
         return self.frame
 
+    def cost(self, family):
+        """:func:`bnnhw.hwmodel.fifo_cost`."""
+        from .. import hwmodel as M
+        return M.fifo_cost(width=self.width, depth=self.depth, family=family)
+
     @property
     def latency(self) -> int:
         return 2

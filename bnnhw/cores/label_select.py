@@ -80,7 +80,6 @@ class LabelSelect(StreamCore):
     index is valid the cycle after the last score beat (``latency =
     num_classes/pe``).
     """
-    golden = staticmethod(golden_ops.argmax)
 
     def __init__(self, *, num_classes, pe=1, score_width, name="label_select"):
         self.name = str(name)
@@ -103,6 +102,11 @@ class LabelSelect(StreamCore):
     @property
     def throughput(self) -> int:
         return self.in_beats
+
+    def cost(self, family):
+        """:func:`bnnhw.hwmodel.label_select_cost` (logic only)."""
+        from .. import hwmodel as M
+        return M.label_select_cost(pe=self.pe, score_width=self.score_width)
 
     @property
     def latency(self) -> int:

@@ -22,11 +22,13 @@ Rules
   the gcd when neither divides the other), and optionally a LabelSelect after
   a score-emitting last layer.
 
-Cores are looked up in the registry by kind name, so a replacement core
-registered under the same name is picked up without touching this module.
+Cores are looked up in the registry by name (``registry.get``).  Further layer
+kinds bring their own lowering (:func:`register_lowering`, done by
+:func:`bnnhw.kinds.register_kind`).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from math import gcd
 
@@ -38,9 +40,17 @@ from amaranth.lib.wiring import In, Out
 from . import registry
 from ._common import StreamCore
 
-__all__ = ["LayerHW", "Chain", "ChainTop", "lower", "lower_network", "layer_hw_from_ir"]
+__all__ = ["LayerHW", "Chain", "ChainTop", "lower", "lower_network", "layer_hw_from_ir",
+           "register_lowering", "with_repeats"]
 
 KINDS = ("fc", "conv", "maxpool", "label_select")
+# lowerings of further kinds (bnnhw.kinds.register_kind adds them): kind -> LayerHW -> Chain
+LOWERINGS: dict = {}
+
+
+def register_lowering(kind: str, fn) -> None:
+    """Lower layers of ``kind`` with ``fn(layer_hw) -> Chain``."""
+    LOWERINGS[kind] = fn
 
 
 @dataclass
@@ -95,9 +105,6 @@ class Chain:
         """Steady-state cycles per image of the slowest core (ideal FIFOs)."""
         return max(c.throughput * r for c, r in zip(self.cores, self.repeats))
 
-    def bottleneck(self) -> StreamCore:
-        return max(zip(self.cores, self.repeats), key=lambda cr: cr[0].throughput * cr[1])[0]
-
     def __iter__(self):
         return iter(self.cores)
 
@@ -105,32 +112,44 @@ class Chain:
         return len(self.cores)
 
 
+def _sanitize(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
 class ChainTop(wiring.Component):
-    """The cores of a :class:`Chain` connected in order (optionally through FIFOs).
+    """Cores in stream order (a :class:`Chain` or a list), joined directly or through a
+    StreamFIFO: ``fifo_depths[n] > 0`` puts one of that depth between core ``n`` and core
+    ``n+1`` (``fifo_depth``: the same depth everywhere; neither: direct connections).
 
-    Ports ``i`` and ``o`` are the first core's input and the last core's
-    output.  ``fifo_depth``: a StreamFIFO of that depth between every two
-    cores (None: direct connections)."""
+    Ports ``i`` and ``o`` are the first core's input and the last core's output;
+    submodules ``sNN_<core name>`` and ``sNN_fifo``."""
 
-    def __init__(self, chain: Chain, *, fifo_depth: int | None = None):
-        self.chain = chain
-        self.fifo_depth = fifo_depth
-        first, last = chain.cores[0], chain.cores[-1]
-        super().__init__({"i": In(stream.Signature(unsigned(first.i_width))),
-                          "o": Out(stream.Signature(unsigned(last.o_width)))})
+    def __init__(self, chain, *, fifo_depth: int | None = None,
+                 fifo_depths: list[int] | None = None):
+        self.cores = list(getattr(chain, "cores", chain))
+        n = len(self.cores) - 1
+        if fifo_depths is None:
+            fifo_depths = [int(fifo_depth or 0)] * n
+        if len(fifo_depths) != n:
+            raise ValueError(f"{len(self.cores)} cores need {n} FIFO depths, "
+                             f"got {len(fifo_depths)}")
+        self.fifo_depths = [int(d) for d in fifo_depths]
+        super().__init__({"i": In(stream.Signature(unsigned(self.cores[0].i_width))),
+                          "o": Out(stream.Signature(unsigned(self.cores[-1].o_width)))})
 
     def elaborate(self, platform):
         m = Module()
-        cores = self.chain.cores
+        cores = self.cores
         for n, core in enumerate(cores):
-            m.submodules[f"c{n}_{core.name.replace('.', '_')}"] = core
+            m.submodules[f"s{n:02d}_{_sanitize(core.name)}"] = core
         wiring.connect(m, wiring.flipped(self.i), cores[0].i)
         for n, (a, b) in enumerate(zip(cores, cores[1:])):
-            if self.fifo_depth:
-                f = registry.get("fifo")(name=f"fifo{n}", width=a.o_width, depth=self.fifo_depth)
-                m.submodules[f"fifo{n}"] = f
-                wiring.connect(m, a.o, f.i)
-                wiring.connect(m, f.o, b.i)
+            depth = self.fifo_depths[n]
+            if depth > 0:
+                fifo = registry.get("fifo")(name=f"fifo{n:02d}", width=a.o_width, depth=depth)
+                m.submodules[f"s{n:02d}_fifo"] = fifo
+                wiring.connect(m, a.o, fifo.i)
+                wiring.connect(m, fifo.o, b.i)
             else:
                 wiring.connect(m, a.o, b.i)
         wiring.connect(m, cores[-1].o, wiring.flipped(self.o))
@@ -164,6 +183,8 @@ def _score_table(layer: LayerHW, mvau) -> StreamCore:
 
 def lower(layer: LayerHW) -> Chain:
     """The chain of cores for one layer (``repeats`` relative to one image)."""
+    if layer.kind in LOWERINGS:
+        return LOWERINGS[layer.kind](layer)
     if layer.kind not in KINDS:
         raise ValueError(f"layer {layer.name}: kind {layer.kind!r} has no lowering; "
                          f"known kinds: {', '.join(KINDS)}")
@@ -179,7 +200,7 @@ def lower(layer: LayerHW) -> Chain:
         if layer.score_table is not None:
             cores.append(_score_table(layer, core))
             names.append(layer.name)
-        return _with_repeats(cores, names, first_repeats=1)
+        return with_repeats(cores, names, first_repeats=1)
     if layer.kind == "conv":
         if layer.weights is None or len(layer.in_shape) != 3:
             raise ValueError(f"layer {layer.name}: a conv layer needs weights and in_shape "
@@ -209,7 +230,7 @@ def lower(layer: LayerHW) -> Chain:
         if layer.score_table is not None:
             cores.append(_score_table(layer, mvau))
             names.append(layer.name)
-        return _with_repeats(cores, names, first_repeats=1)
+        return with_repeats(cores, names, first_repeats=1)
     if layer.kind == "maxpool":
         h, w, c = (int(v) for v in layer.in_shape)
         core = registry.get("maxpool")(name=layer.name, height=h, width=w, channels=c,
@@ -223,7 +244,9 @@ def lower(layer: LayerHW) -> Chain:
     return Chain([core], [1], [layer.name])
 
 
-def _with_repeats(cores, names, first_repeats) -> Chain:
+def with_repeats(cores, names, first_repeats) -> Chain:
+    """A :class:`Chain` of ``cores`` (each named after its layer in ``names``), the
+    frames of each core per image counted from ``first_repeats`` of the first."""
     repeats = [first_repeats]
     beats = cores[0].out_beats * first_repeats
     for prev_name, core in zip(names, cores[1:]):
@@ -291,7 +314,7 @@ def lower_network(layers: list[LayerHW], *, label_select: bool = True,
     if rem:
         raise ValueError(f"layer {first.name}: {in_bits // first.i_width} beats per image "
                          f"are not whole frames of {first.in_beats} beats")
-    return _with_repeats(cores, names, first_repeats)
+    return with_repeats(cores, names, first_repeats)
 
 
 def _image_in_elements(layer: LayerHW) -> int:

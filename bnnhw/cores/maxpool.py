@@ -9,7 +9,7 @@ from .. import layout, golden_ops
 from ._common import StreamCore, Schedule, check_positive_int, divisors
 from .registry import register, Conformance
 
-__all__ = ["MaxPool", "encode_fmap", "decode_pixels"]
+__all__ = ["MaxPool", "encode_fmap"]
 
 
 def encode_fmap(fmap, simd: int, elem_bits: int = 1) -> list[int]:
@@ -27,20 +27,6 @@ def encode_fmap(fmap, simd: int, elem_bits: int = 1) -> list[int]:
                 word |= (int(v) & mask) << (j * elem_bits)
             beats.append(word)
     return beats
-
-
-def decode_pixels(beats, channels: int, simd: int, elem_bits: int = 1,
-                  signed: bool = False) -> np.ndarray:
-    """Inverse of :func:`encode_fmap`: ``(N, channels)`` for N pixels."""
-    vals = []
-    mask = (1 << elem_bits) - 1
-    for word in beats:
-        for j in range(simd):
-            v = (word >> (j * elem_bits)) & mask
-            if signed and v >> (elem_bits - 1):
-                v -= 1 << elem_bits
-            vals.append(v)
-    return np.array(vals, dtype=np.int64).reshape(-1, channels)
 
 
 def _pool_ops(pool_op, channels, name):
@@ -136,7 +122,6 @@ class MaxPool(StreamCore):
     (``latency = ((k-1)*W + k-1)*C/simd + 1``).  A one-row accumulator
     (``W//k * C/simd`` words, asynchronous-read memory) holds partial windows.
     """
-    golden = staticmethod(golden_ops.maxpool)
 
     def __init__(self, *, height, width, channels, k, simd, pool_op="or", name="maxpool"):
         self.name = str(name)
@@ -176,6 +161,12 @@ class MaxPool(StreamCore):
     @property
     def throughput(self) -> int:
         return self.in_beats
+
+    def cost(self, family):
+        """:func:`bnnhw.hwmodel.maxpool_cost`."""
+        from .. import hwmodel as M
+        return M.maxpool_cost(simd=self.simd, out_width=self.out_width, cf=self.cf,
+                              family=family)
 
     def elaborate(self, platform):
         m = Module()

@@ -194,6 +194,14 @@ class MatrixVectorUnit(StreamCore):
         """Steady-state cycles per vector: exactly NF*G*SF."""
         return self.cycles_per_vector
 
+    def cost(self, family):
+        """:func:`bnnhw.hwmodel.mvau_cost` (on iCE40 its input buffer goes to
+        block RAM from ``family.ram_block_bits`` bits on)."""
+        from .. import hwmodel as M
+        return M.mvau_cost(mw=self.mw, mh=self.mh, simd=self.simd, pe=self.pe, bits=self.bits,
+                           planes=self.planes, signed=self.signed_input,
+                           thresholds=self.thresholds is not None, family=family)
+
     @property
     def latency(self) -> int:
         """First input transfer -> first output beat: G*SF + D + 1 cycles."""
@@ -567,7 +575,6 @@ class MVAU(MatrixVectorUnit):
     ``latency = SF + D + 1`` with ``D = R + ceil(ceil(log2 SIMD)/levels_per_stage)``,
     ``R = 2`` read stages with ``read_reg`` (default), else 1.
     """
-    golden = staticmethod(golden_ops.xnor_popcount)
 
     def __init__(self, *, mw, mh, simd, pe, weights, thresholds=None, name="mvau",
                  levels_per_stage=2, score="dot", weight_style=None, read_reg=True):
@@ -668,7 +675,6 @@ class FirstLayerMVAU(MatrixVectorUnit):
     Timing: ``throughput = NF*G*SF``; ``latency = G*SF + D + 1`` with
     ``D = R + 1 + ceil(ceil(log2 SIMD)/levels_per_stage)`` (``R`` as :class:`MVAU`).
     """
-    golden = staticmethod(golden_ops.first_layer_acc)
 
     def __init__(self, *, mw, mh, simd, pe, weights, bits, signed, planes_per_cycle=1,
                  thresholds=None, name="first_layer", levels_per_stage=2, weight_style=None,

@@ -112,7 +112,6 @@ class ScoreTable(StreamCore):
     outside ``[acc_min, acc_max]`` are not allowed (an MVAU cannot produce
     them).  Timing: one beat per cycle, ``throughput = MH/PE``, ``latency = 1``.
     """
-    golden = staticmethod(score_lookup)
 
     def __init__(self, *, mh, pe=1, acc_min, acc_max, table, in_width=None, name="score_table"):
         self.name = str(name)
@@ -150,6 +149,12 @@ class ScoreTable(StreamCore):
     @property
     def throughput(self) -> int:
         return self.nf
+
+    def cost(self, family):
+        """:func:`bnnhw.hwmodel.score_table_cost` of its lookup ROMs."""
+        from .. import hwmodel as M
+        return M.score_table_cost(mh=self.mh, pe=self.pe, span=self.acc_max - self.acc_min + 1,
+                                  score_width=self.score_width, family=family)
 
     @property
     def latency(self) -> int:

@@ -146,7 +146,6 @@ class SlidingWindow(StreamCore):
     Ports: ``i``, ``o``: streams of ``simd*elem_bits`` bits (module docstring).
     Timing: :meth:`schedule` (exact), ``throughput``, ``latency``.
     """
-    golden = staticmethod(golden_ops.sliding_window)
 
     def __init__(self, *, height, width, channels, k, stride=1, pad=0, pad_value=0,
                  elem_bits=1, signed=False, simd=1, rows=None, name="swu"):
@@ -293,6 +292,12 @@ class SlidingWindow(StreamCore):
     def throughput(self) -> int:
         """Steady-state cycles per frame (from the control model)."""
         return self.schedule(6).period()
+
+    def cost(self, family):
+        """:func:`bnnhw.hwmodel.swu_cost` of its line buffers."""
+        from .. import hwmodel as M
+        return M.swu_cost(width=self.i_width, row_words=self.width * self.cf, rows=self.rows,
+                          family=family)
 
     @functools.cached_property
     def latency(self) -> int:

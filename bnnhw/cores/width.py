@@ -103,6 +103,11 @@ class WidthConverter(StreamCore):
     def throughput(self) -> int:
         return self.ratio
 
+    def cost(self, family):
+        """:func:`bnnhw.hwmodel.converter_cost` (logic only)."""
+        from .. import hwmodel as M
+        return M.converter_cost(self.i_width, self.o_width)
+
     @property
     def latency(self) -> int:
         return 1 if self.i_width > self.o_width else self.ratio

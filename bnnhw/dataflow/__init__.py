@@ -10,7 +10,8 @@ The steps, each in its own module::
 * :mod:`.folding` -- legal foldings, the cheapest folding for a target
   (cycles per frame, or frames/s at a clock) or for a LUT budget, folding
   files (``folding.json``), errors that name the layer and what would work.
-* :mod:`.models` -- the analytic cycles-per-image and resource models.
+* :mod:`bnnhw.hwmodel` -- the analytic cycles-per-image and resource models;
+  :mod:`.fit` -- the board fit (estimate on a device, fastest folding that fits).
 * :mod:`.fifo` -- FIFO depths from the cores' cycle-level schedules, and the
   latency estimate.
 * :mod:`.design` -- lowering to registered cores (:mod:`bnnhw.cores`),
@@ -24,7 +25,7 @@ The command line front end is ``bnnhw sim`` (:mod:`bnnhw.commands.sim`).
 from .folding import (FOLDING_FORMAT, FoldingError, FoldingPlan, LayerFold, load_folding_file,
                       min_cycles, plan_folding)
 from .design import (TOP_NAME, DataflowTop, Design, build_design, encode_images, lower_plan,
-                     write_build_dir)
+                     read_build_dir, write_build_dir)
 from .fifo import size_fifos
 from .debug import locate_mismatch, simulate_design
 
@@ -43,8 +44,3 @@ def estimates_summary(design_or_estimates) -> dict:
             "latency_cycles_estimate": est.get("latency_cycles_estimate"),
             "bottleneck": est.get("bottleneck")}
 
-
-def read_build_dir(directory: str):
-    """``(ir, plan, verilog_text, meta)`` of a folder written by :func:`write_build_dir`."""
-    from .design import read_build_dir as _read
-    return _read(directory)

@@ -23,119 +23,46 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
-from amaranth.hdl import Module, unsigned
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
 
 from .. import layout
+from ..boards.family import ECP5, Family
+from ..cores.lowering import ChainTop
 from ..errors import BnnhwError
-from ..ir import MaxPool, NetworkIR
-from . import models as M
-from .folding import FoldingPlan
+from ..ir import NetworkIR, load_ir
+from ..kinds import kind_of
+from .. import hwmodel as M
+from .fifo import size_fifos
+from .folding import FoldingPlan, load_folding_file, plan_folding
+from .lower import _silence, lower_plan
 
 __all__ = ["DataflowTop", "Design", "build_design", "lower_plan", "write_build_dir",
-           "TOP_NAME", "encode_images", "core_cost"]
+           "read_build_dir", "TOP_NAME", "encode_images", "core_cost"]
 
 TOP_NAME = "bnnhw_top"
 
 
-def _silence(elaboratable):
-    """Mark an elaboratable that may legitimately never be elaborated (estimates only)."""
-    elaboratable._MustUse__silence = True
-    return elaboratable
-
-
-def lower_plan(ir: NetworkIR, plan: FoldingPlan, *, scores: bool = False):
-    """The :class:`bnnhw.cores.lowering.Chain` of ``ir`` under ``plan``."""
-    from ..cores.lowering import layer_hw_from_ir, lower_network
-    layers = []
-    for l, f in zip(ir.layers, plan.folds):
-        if f.name != l.name:
-            raise BnnhwError(f"folding plan is for layer {f.name}, the network has {l.name}",
-                             "plan the folding for this network")
-        try:
-            if isinstance(l, MaxPool):
-                hw = layer_hw_from_ir(l, simd=f.simd)
-            else:
-                kw = {"planes_per_cycle": f.planes} if l.input_bits > 1 else {}
-                hw = layer_hw_from_ir(l, simd=f.simd, pe=f.pe, **kw)
-            layers.append(hw)
-        except ValueError as e:
-            raise BnnhwError(str(e), "this layer has no hardware core yet") from None
-    try:
-        chain = lower_network(layers, label_select=not scores, input_width=ir.input.bits)
-    except ValueError as e:
-        raise BnnhwError(f"cannot lower the network: {e}", "choose another folding") from None
-    for c in chain.cores:
-        _silence(c)
-    return chain
-
-
-def _sanitize(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", name)
-
-
-class DataflowTop(wiring.Component):
+class DataflowTop(ChainTop):
     """The whole accelerator: cores in stream order, a FIFO where ``fifo_depths[n] > 0``
     between core ``n`` and core ``n+1`` (a direct connection otherwise).
 
     Ports ``i`` and ``o``: see the module docstring."""
 
     def __init__(self, cores, fifo_depths):
-        if len(fifo_depths) != len(cores) - 1:
-            raise ValueError(f"{len(cores)} cores need {len(cores) - 1} FIFO depths, "
-                             f"got {len(fifo_depths)}")
-        self.cores = list(cores)
-        self.fifo_depths = [int(d) for d in fifo_depths]
-        super().__init__({"i": In(stream.Signature(unsigned(self.cores[0].i_width))),
-                          "o": Out(stream.Signature(unsigned(self.cores[-1].o_width)))})
-
-    def elaborate(self, platform):
-        from ..cores import registry
-        m = Module()
-        cores = self.cores
-        for n, core in enumerate(cores):
-            m.submodules[f"s{n:02d}_{_sanitize(core.name)}"] = core
-        wiring.connect(m, wiring.flipped(self.i), cores[0].i)
-        for n, (a, b) in enumerate(zip(cores, cores[1:])):
-            depth = self.fifo_depths[n]
-            if depth > 0:
-                fifo = registry.get("fifo")(name=f"fifo{n:02d}", width=a.o_width, depth=depth)
-                m.submodules[f"s{n:02d}_fifo"] = fifo
-                wiring.connect(m, a.o, fifo.i)
-                wiring.connect(m, fifo.o, b.i)
-            else:
-                wiring.connect(m, a.o, b.i)
-        wiring.connect(m, cores[-1].o, wiring.flipped(self.o))
-        return m
+        super().__init__(cores, fifo_depths=fifo_depths)
 
 
-def core_cost(core) -> M.Cost:
-    """Resource estimate of one core from its parameters (models in :mod:`.models`)."""
-    kind = getattr(core, "kind", "")
-    if kind in ("mvau", "first_layer_mvau"):
-        return M.mvau_cost(mw=core.mw, mh=core.mh, simd=core.simd, pe=core.pe, bits=core.bits,
-                           planes=core.planes, signed=core.signed_input,
-                           thresholds=core.thresholds is not None)
-    if kind == "swu":
-        return M.swu_cost(width=core.i_width, row_words=core.width * core.cf, rows=core.rows)
-    if kind == "maxpool":
-        return M.maxpool_cost(simd=core.simd, out_width=core.out_width, cf=core.cf)
-    if kind == "width_converter":
-        return M.converter_cost(core.i_width, core.o_width)
-    if kind == "label_select":
-        return M.label_select_cost(pe=core.pe, score_width=core.score_width)
-    if kind == "score_table":
-        return M.score_table_cost(mh=core.mh, pe=core.pe,
-                                  span=core.acc_max - core.acc_min + 1,
-                                  score_width=core.score_width)
-    if kind == "fifo":
-        return M.fifo_cost(width=core.width, depth=core.depth)
-    return M.Cost()
+def core_cost(core, family: Family = ECP5) -> M.Cost:
+    """Resource estimate of one core in ``family``: the core's own ``cost(family)`` (models
+    in :mod:`.models`).  A core without a cost model is an error, never a zero."""
+    try:
+        return core.cost(family)
+    except NotImplementedError as e:
+        raise BnnhwError(f"no resource estimate: {e}",
+                         f"give {type(core).__name__} a cost(family) method (see "
+                         f"bnnhw.hwmodel)") from None
 
 
 @dataclass
@@ -185,20 +112,12 @@ def encode_images(ir: NetworkIR, raw) -> np.ndarray:
 
 
 def _estimates(ir, plan, chain, fifo_depths, latency) -> dict:
-    from ..cores import registry
     q = ir.input
     in_cycles = q.height * q.width * q.channels
     layers = []
     byname = {}
     for l, f in zip(ir.layers, plan.folds):
-        d = {"name": l.name, "kind": l.kind, "simd": f.simd}
-        if not isinstance(l, MaxPool):
-            d.update(pe=f.pe, mw=l.mw, mh=l.mh, weight_bits=l.mw * l.mh,
-                     threshold_bits=(0 if l.thresholds is None else l.mh * l.acc_bits))
-            if l.input_bits > 1:
-                d["planes"] = f.planes
-        else:
-            d.update(weight_bits=0, threshold_bits=0)
+        d = {"name": l.name, "kind": l.kind, **kind_of(l).estimate_row(l, f)}
         d.update(cycles=0, latency=0, lut=0.0, ebr=0, cores=[])
         layers.append(d)
         byname[l.name] = d
@@ -226,7 +145,6 @@ def _estimates(ir, plan, chain, fifo_depths, latency) -> dict:
         last["lut"] += tail["lut"]
         last["latency"] += tail["latency"]
     fifos = []
-    fregistry = registry.get("fifo")
     for n, depth in enumerate(fifo_depths):
         if depth <= 0:
             continue
@@ -234,7 +152,6 @@ def _estimates(ir, plan, chain, fifo_depths, latency) -> dict:
         fc = M.fifo_cost(width=a.o_width, depth=depth)
         fifos.append({"after": a.name, "before": chain.cores[n + 1].name, "width": a.o_width,
                       "depth": depth, "lut": int(round(fc.lut)), "ebr": fc.ebr})
-    del fregistry
     rows = [extra] + layers
     bound = max(r["cycles"] for r in rows)
     bottleneck = max(rows, key=lambda r: r["cycles"])["name"]
@@ -264,7 +181,6 @@ def build_design(ir: NetworkIR, plan: FoldingPlan, *, scores: bool = False,
 
     ``fifo_depths``: override the computed depths (one per link between cores;
     0 = direct connection) -- for experiments, not for builds."""
-    from .fifo import size_fifos
     chain = lower_plan(ir, plan, scores=scores)
     sizing = size_fifos(chain)
     depths = list(sizing.depths) if fifo_depths is None else [int(d) for d in fifo_depths]
@@ -275,10 +191,6 @@ def build_design(ir: NetworkIR, plan: FoldingPlan, *, scores: bool = False,
         est["plan_bound_cycles_per_frame"] = plan.bound_cycles
     return Design(ir=ir, plan=plan, top=top, chain=chain, fifo_depths=depths, estimates=est,
                   fifo_method=sizing.report())
-
-
-def ir_sha256(ir: NetworkIR) -> str:
-    return hashlib.sha256(ir.to_bytes()).hexdigest()
 
 
 def write_build_dir(directory: str, ir: NetworkIR, plan: FoldingPlan, design: Design) -> dict:
@@ -323,8 +235,6 @@ def _write_text(path: str, text: str) -> None:
 def read_build_dir(directory: str):
     """``(ir, plan, verilog_text, meta)`` of a folder written by :func:`write_build_dir`;
     every missing or inconsistent file is a BnnhwError that says which."""
-    from ..ir import load_ir
-    from .folding import load_folding_file, plan_folding
     if not os.path.isdir(directory):
         raise BnnhwError(f"build folder {directory!r} does not exist",
                          "give the folder of `bnnhw build -o DIR`")

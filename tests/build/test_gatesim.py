@@ -9,7 +9,7 @@ import pytest
 from bnnhw.boards.build import check_tools
 from bnnhw.dataflow import build_design, encode_images, plan_folding
 from bnnhw.errors import BnnhwError
-from bnnhw.gatesim import gate_level_check, simulate_netlist, synthesize_netlist
+from bnnhw.sim.gatesim import gate_level_check, simulate_netlist, synthesize_netlist
 from bnnhw.golden import GoldenModel
 from tests.system.netgen import random_images, random_ir
 

@@ -11,7 +11,8 @@ import pytest
 
 from bnnhw.boards.clock import plan_clock
 from bnnhw.boards.registry import board_names, get_board
-from bnnhw.commands.build import estimate_fit, plan_for_board, run_build
+from bnnhw.commands.build import run_build
+from bnnhw.dataflow.fit import estimate_fit, plan_for_board
 from bnnhw.dataflow import read_build_dir
 from bnnhw.export import load_model_any
 
@@ -78,7 +79,7 @@ def test_self_test_plan_holds_the_images_and_golden_classes(tfc_digits, tmp_path
 def test_fit_check_chooses_the_fastest_folding_that_fits():
     """On the iCEBreaker the fastest conv folding is too big: the chosen one is the first
     (fewest cycles) whose estimate fits, and the next faster one does not."""
-    from bnnhw.commands.build import _achievable_targets
+    from bnnhw.dataflow.folding import achievable_targets as _achievable_targets
     from bnnhw.dataflow import build_design, plan_folding
     ir = small_conv_ir()
     ice, ecp = get_board("icebreaker"), get_board("ulx3s-85f")
@@ -88,7 +89,7 @@ def test_fit_check_chooses_the_fastest_folding_that_fits():
     # a smaller device forces folding: pretend the iCE40 had only the LUT4s halfway
     # between what the fastest and the slowest folding need
     import dataclasses
-    from bnnhw.commands.build import LUT_USABLE
+    from bnnhw.dataflow.fit import LUT_USABLE
     values = _achievable_targets(ir)
     need = [estimate_fit(build_design(ir, plan_folding(ir, target_cycles=v)), ice).lut
             for v in (values[0], values[-1])]

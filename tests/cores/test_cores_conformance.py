@@ -61,6 +61,19 @@ def test_registry_is_populated():
 
 
 @pytest.mark.parametrize("entry,params", CASES)
+def test_cost_model_for_every_family(entry, params):
+    """Every core estimates its LUT4 and block RAMs in every FPGA family (the estimates
+    and the board fit refuse a core without a cost model)."""
+    from bnnhw.boards.family import FAMILIES
+    from bnnhw.hwmodel import Cost
+    core = entry.conformance.build(params, np.random.default_rng(_seed(entry, params)))
+    core._MustUse__silence = True
+    for fam in FAMILIES.values():
+        c = core.cost(fam)
+        assert isinstance(c, Cost) and c.lut >= 0 and c.ebr >= 0, (entry.name, fam.name)
+
+
+@pytest.mark.parametrize("entry,params", CASES)
 def test_stall_free_golden_and_schedule(entry, params):
     core, frames, beats, expected = _workload(entry, params)
     assert len(beats) == core.in_beats * len(frames)
@@ -105,3 +118,25 @@ def test_bad_parameters_raise(entry):
     for params, fragment in bad:
         with pytest.raises(ValueError, match=re.escape(fragment)):
             entry.conformance.build(params, np.random.default_rng(0))
+
+
+def test_a_core_without_cost_model_is_an_error_not_zero():
+    from bnnhw.dataflow.design import core_cost
+    from bnnhw.errors import BnnhwError
+
+    class NoCost(StreamCore):
+        def __init__(self):
+            self.name = "nocost"
+            super().__init__(1, 1)
+
+    core = NoCost()
+    core._MustUse__silence = True
+    with pytest.raises(BnnhwError, match="nocost.*no cost model"):
+        core_cost(core)
+
+
+def test_an_unregistered_layer_kind_is_an_error():
+    from bnnhw.errors import BnnhwError
+    from bnnhw.kinds import get_kind
+    with pytest.raises(BnnhwError, match="not registered; registered: conv, fc, maxpool"):
+        get_kind("no_such_kind")

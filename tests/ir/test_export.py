@@ -14,7 +14,8 @@ from bnnhw import layout
 from bnnhw.cli import main
 from bnnhw.errors import BnnhwError, ModelFileError
 from bnnhw.export import ExportError, export_checkpoint, export_model, load_model_any
-from bnnhw.golden import GoldenModel, disagreements
+from bnnhw.export import disagreements
+from bnnhw.golden import GoldenModel
 from bnnhw.ir import load_ir
 from bnnhw.train.checkpoint import save_checkpoint
 from bnnhw.train.models import build_model, make_spec

@@ -36,7 +36,7 @@ def test_pack_bits_lsb_first_little_endian_words():
     assert layout.pack_bits(bits).tolist() == [2**63 + 9, 1]
     assert layout.unpack_bits(np.array([2**63 + 9, 1], np.uint64), 66).tolist() == bits.tolist()
     assert layout.int_to_word([1, 0, 1, 1]) == 0b1101
-    assert layout.word_to_int(0b0110, 5).tolist() == [0, 1, 1, 0, 0]
+    assert layout.unpack_bits(np.array([0b0110], np.uint64), 5).tolist() == [0, 1, 1, 0, 0]
 
 
 def test_pack_weights_pe2_simd3():

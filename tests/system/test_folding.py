@@ -13,7 +13,7 @@ from bnnhw.dataflow import (FoldingError, build_design, min_cycles, plan_folding
 from bnnhw.dataflow.design import read_build_dir
 from bnnhw.dataflow.folding import (evaluate_folding, legal_values, network_geometry,
                                     LayerFold)
-from bnnhw.dataflow import models as M
+from bnnhw import hwmodel as M
 
 from .netgen import random_ir
 

@@ -161,7 +161,8 @@ def test_bf16_trained_conv_net_exports_exactly(tmp_path):
     """Mixed precision changes training arithmetic only: the exported integer model agrees
     with the float32 torch model on every image."""
     from bnnhw.export import export_checkpoint
-    from bnnhw.golden import GoldenModel, disagreements
+    from bnnhw.export import disagreements
+    from bnnhw.golden import GoldenModel
     from bnnhw.train.checkpoint import model_from_checkpoint
     spec, data = _tiny_cnv_spec(), _tiny_cnv_data(n=200)
     cfg = TrainConfig(epochs=2, batch_size=32, lr=0.01, augment=True, amp="bf16",

@@ -11,7 +11,8 @@ import torch
 
 from bnnhw import zoo
 from bnnhw.export import export_checkpoint
-from bnnhw.golden import GoldenModel, disagreements
+from bnnhw.export import disagreements
+from bnnhw.golden import GoldenModel
 from bnnhw.ir import load_ir
 from bnnhw.train.checkpoint import load_checkpoint, model_from_checkpoint
 

@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import BnnhwError
+from ..errors import BnnhwError
 
 __all__ = ["NetlistResult", "synthesize_netlist", "cell_models", "ram_enables",
            "simulate_netlist", "gate_level_check", "tie_default_inputs", "VERILATOR_FLAGS"]
@@ -88,7 +88,7 @@ def _yosys_script(board, name: str) -> tuple[str, list]:
     ``name`` with the overrides of a ``bnnhw build`` (netlist written)."""
     from amaranth import Elaboratable, Module
 
-    from .boards.build import platform_overrides
+    from ..boards.build import platform_overrides
 
     class _Empty(Elaboratable):
         def elaborate(self, platform):
@@ -112,8 +112,8 @@ def synthesize_netlist(component, board, work_dir, *, name: str = "bnnhw_top") -
     docstring).  Raises BnnhwError (naming the log) when Yosys fails."""
     from amaranth.back import rtlil
 
-    from .boards.build import _cells_summary, check_tools, tool_path
-    from .boards.registry import get_board
+    from ..boards.build import cells_summary, check_tools, tool_path
+    from ..boards.registry import get_board
 
     board = get_board(board)
     check_tools(board.family)
@@ -127,7 +127,7 @@ def synthesize_netlist(component, board, work_dir, *, name: str = "bnnhw_top") -
     t0 = time.monotonic()
     import subprocess
 
-    from .outputs import run_tool
+    from ..outputs import run_tool
     with open(log, "w") as f:
         rc = run_tool(argv, cwd=wd, stdout=f, stderr=subprocess.STDOUT)
     dt = time.monotonic() - t0
@@ -137,7 +137,7 @@ def synthesize_netlist(component, board, work_dir, *, name: str = "bnnhw_top") -
                          "last lines of the log:\n" + tail)
     stat = json.loads((wd / f"{name}.stat.json").read_text())
     design = stat.get("design") or next(iter(stat.get("modules", {}).values()), {})
-    cells = _cells_summary(board.family, design.get("num_cells_by_type", {}))
+    cells = cells_summary(board.family, design.get("num_cells_by_type", {}))
     netlist = wd / f"{name}.netlist.v"
     res = NetlistResult(top=name, family=board.family, verilog=netlist,
                         json=wd / f"{name}.json", script=wd / f"{name}.ys", log=log,
@@ -242,7 +242,7 @@ def simulate_netlist(net: NetlistResult, in_beats, expected, *, wi: int, wo: int
     ``expected``: a :class:`bnnhw.sim.SimResult` (``.tied_inputs`` added).  No
     waveforms: Verilator 5.048's ``--trace`` build of a Yosys netlist stops with an
     internal error (escaped identifiers); debug a mismatch on the RTL with ``bnnhw sim``."""
-    from .sim import simulate
+    from .runner import simulate
     text, tied = tie_default_inputs(net.verilog.read_text(), net.family)
     sim_v = net.verilog.with_name(net.verilog.name.replace(".netlist.v", ".netlist_sim.v"))
     sim_v.write_text(text)
@@ -267,8 +267,8 @@ def gate_level_check(design, board, raw_images, work_dir, *, stall: float = 0.25
     ``sim_s``, ``netlist``, ``ok``."""
     import numpy as np
 
-    from .dataflow import TOP_NAME, encode_images
-    from .golden import GoldenModel
+    from ..dataflow import TOP_NAME, encode_images
+    from ..golden import GoldenModel
 
     say = progress or (lambda msg: None)
     ir = design.ir

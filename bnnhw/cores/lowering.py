@@ -105,6 +105,10 @@ class Chain:
         """Steady-state cycles per image of the slowest core (ideal FIFOs)."""
         return max(c.throughput * r for c, r in zip(self.cores, self.repeats))
 
+    def bottleneck(self):
+        """The slowest core (the first of equals): it sets :meth:`cycles_per_image`."""
+        return max(zip(self.cores, self.repeats), key=lambda cr: cr[0].throughput * cr[1])[0]
+
     def __iter__(self):
         return iter(self.cores)
 

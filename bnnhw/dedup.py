@@ -31,11 +31,12 @@ no memories: the weights exist only as the netlist's structure.
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Const, Module, Signal, signed
+from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from . import layout
+from .cores._common import balanced_sum
 from .ir import Dense
 
 __all__ = ["groups_of", "share_plan", "UnrolledDense", "MODES"]
@@ -74,24 +75,12 @@ def share_plan(layer: Dense, group: int = 9):
     return groups, classes, use
 
 
-def _tree(terms):
-    """Balanced adder tree (pairwise, widths grow as Amaranth's arithmetic does)."""
-    terms = list(terms)
-    if not terms:
-        return Const(0, 1)
-    while len(terms) > 1:
-        nxt = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
-        if len(terms) % 2:
-            nxt.append(terms[-1])
-        terms = nxt
-    return terms[0]
-
-
 class UnrolledDense(wiring.Component):
     """One fully unrolled conv/fc layer with constant weights (see module doc).
 
     Ports: ``x`` (``MW * input_bits``; element ``i`` = bits ``[i*B, (i+1)*B)``, the
-    IR's column order, two's complement when ``input_signed``), ``y`` (``MH`` bits,
+    IR's column order, two's complement when ``input_signed``: ``layout.int_to_word(
+    layout.bitplanes(v, B, signed).T.ravel())``), ``y`` (``MH`` bits,
     bit ``o`` = ``acc_o >= T_o``).  Latency 1 cycle (registered input and output),
     throughput one vector per cycle.  The output layer (no thresholds) is refused."""
 
@@ -127,14 +116,15 @@ class UnrolledDense(wiring.Component):
             return el[i] if wbit else -el[i]
 
         def group_sum(cols, bits):
-            return _tree(term(int(i), int(b)) for i, b in zip(cols, bits))
+            return balanced_sum(term(int(i), int(b)) for i, b in zip(cols, bits))
 
         accs = []
         if self.mode == "flat":
-            accs = [_tree(term(i, w[o, i]) for i in range(l.mw)) for o in range(l.mh)]
+            accs = [balanced_sum(term(i, w[o, i]) for i in range(l.mw)) for o in range(l.mh)]
         elif self.mode == "grouped":
             groups = groups_of(l, self.group)
-            accs = [_tree(group_sum(cols, w[o, cols]) for cols in groups) for o in range(l.mh)]
+            accs = [balanced_sum(group_sum(cols, w[o, cols]) for cols in groups)
+                    for o in range(l.mh)]
         else:
             groups, classes, use = share_plan(l, self.group)
             shared = []
@@ -156,7 +146,7 @@ class UnrolledDense(wiring.Component):
                         terms.append(-shared[g][ci])
                         if binary:       # popcount(XNOR(x, ~k)) = n - popcount(XNOR(x, k))
                             offset += len(cols)
-                accs.append((_tree(terms), offset))
+                accs.append((balanced_sum(terms), offset))
         y = Signal(l.mh)
         for o in range(l.mh):
             t = int(l.thresholds[o])

@@ -153,6 +153,18 @@ def delay(m: Module, sig: Value, n: int, en: Value, name: str, *,
     return cur
 
 
+def balanced_sum(values):
+    """Combinational balanced adder tree over ``values`` (pairwise, in order; widths grow
+    as Amaranth's arithmetic does).  ``values`` must not be empty."""
+    values = list(values)
+    while len(values) > 1:
+        nxt = [values[j] + values[j + 1] for j in range(0, len(values) - 1, 2)]
+        if len(values) % 2:
+            nxt.append(values[-1])
+        values = nxt
+    return values[0]
+
+
 def popcount_tree(m: Module, bits: Value, en: Value, levels_per_stage: int,
                   name: str) -> tuple[Value, int]:
     """Pipelined, balanced adder tree counting the ones of ``bits``.

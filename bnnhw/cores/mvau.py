@@ -58,20 +58,10 @@ from amaranth.utils import bits_for
 
 from .. import layout, golden_ops
 from ._common import StreamCore, Schedule, popcount_tree, tree_stages, delay, \
-    check_positive_int, divisors, skid_output
+    check_positive_int, divisors, skid_output, balanced_sum
 from .registry import register, Conformance
 
 __all__ = ["MatrixVectorUnit", "MVAU", "FirstLayerMVAU"]
-
-
-def _balanced_sum(values):
-    values = list(values)
-    while len(values) > 1:
-        nxt = [values[j] + values[j + 1] for j in range(0, len(values) - 1, 2)]
-        if len(values) % 2:
-            nxt.append(values[-1])
-        values = nxt
-    return values[0]
 
 
 class MatrixVectorUnit(StreamCore):
@@ -416,7 +406,7 @@ class MatrixVectorUnit(StreamCore):
                     t = Signal(signed(bits_for(SIMD) + 1), name=f"d{p}_{q}")
                     m.d.comb += t.eq((cnt << 1) - pcx[q])
                     terms.append(t)
-                low = _balanced_sum([terms[q] << q for q in range(P - 1)]) if P > 1 else 0
+                low = balanced_sum([terms[q] << q for q in range(P - 1)]) if P > 1 else 0
                 hi = terms[P - 1] << (P - 1)
                 inc = Signal(inc_shape, name=f"inc{p}", reset_less=True)
                 with m.If(adv):

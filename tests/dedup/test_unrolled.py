@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from bnnhw import layout
 from bnnhw.analyze import kernel_codes
 from bnnhw.dedup import MODES, UnrolledDense, reference, share_plan
 from bnnhw.ir import Dense
@@ -52,10 +53,9 @@ def _simulate(dut, layer, xs):
 
     async def bench(ctx):
         for x in xs:
-            word = 0
-            for i, v in enumerate(x):
-                word |= (int(v) & ((1 << b) - 1)) << (i * b)
-            ctx.set(dut.x, word)
+            # element i at bits [i*B, (i+1)*B): its bit-planes, element-major
+            planes = layout.bitplanes(x, b, layer.input_signed)          # (B, MW)
+            ctx.set(dut.x, layout.int_to_word(planes.T.ravel()))
             await ctx.tick()
             await ctx.tick()
             y = ctx.get(dut.y)

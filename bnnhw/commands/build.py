@@ -80,6 +80,10 @@ def add_arguments(p):
                         "in on-chip memory, pass/fail on the LEDs (no host link)")
     add_dataset_args(p, required=False)
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    p.add_argument("--dedup", choices=("auto", "on", "off"), default="auto",
+                   help="fold constant (dead) channels into the next layer's thresholds "
+                        "(bit-exact): auto (default) where the estimate is faster or "
+                        "smaller, on, off; see docs/dedup.md")
     p.add_argument("--baud", type=int, default=None,
                    help="UART baud rate (default: 3000000 where the clock divides it within "
                         "1.5%%, else 1000000)")
@@ -108,7 +112,8 @@ def run(args) -> dict:
         self_test=args.self_test, dataset=args.dataset, split=args.split,
         data_dir=args.data_dir, seed=args.seed, baud=args.baud,
         allow_timing_fail=args.allow_timing_fail, per_module=not args.no_per_module,
-        plot=not args.no_plot, gate_sim=args.gate_sim, dry_run=args.dry_run)
+        plot=not args.no_plot, gate_sim=args.gate_sim, dry_run=args.dry_run,
+        dedup=args.dedup)
     if not getattr(args, "json", False):
         print(res["_table"])
     return {k: v for k, v in res.items() if not k.startswith("_")}
@@ -145,6 +150,50 @@ def _stage(name: str, out_dir: str | None = None):
 
 
 # ---------------------------------------------------------------------------- helpers
+
+def _try_plan(plan_ir, ir):
+    """``plan_ir(ir)`` quietly, or the error's message when it cannot be planned."""
+    try:
+        return plan_ir(ir, quiet=True)
+    except BnnhwError as e:
+        return str(e)
+
+
+def _figures(planned) -> dict | None:
+    if planned is None or isinstance(planned, str):
+        return None
+    plan, _design, fit = planned
+    return {"bound_cycles": int(plan.bound_cycles), "lut": int(fit.lut), "ebr": int(fit.ebr)}
+
+
+def _dedup_report(dd, mode, with_, without) -> dict:
+    """The build's ``dedup`` section: what :func:`bnnhw.passes.fold_dead_channels`
+    found, the estimates with and without it, and whether it is applied.  ``auto``
+    applies it when its folding is faster, or as fast and no larger in LUT4 and EBR
+    with one of them smaller."""
+    fw, fo = _figures(with_), _figures(without)
+    if not dd.changed:
+        applied, reason = False, "no dead channel folds"
+    elif mode == "on":
+        applied, reason = True, "--dedup on"
+    elif fw is None:
+        applied, reason = False, f"the folded network cannot be planned: {with_}"
+    else:
+        faster = fw["bound_cycles"] < fo["bound_cycles"]
+        smaller = (fw["bound_cycles"] == fo["bound_cycles"] and fw["lut"] <= fo["lut"]
+                   and fw["ebr"] <= fo["ebr"] and (fw["lut"], fw["ebr"]) != (fo["lut"], fo["ebr"]))
+        applied = faster or smaller
+        reason = ("faster" if faster else "smaller" if smaller else
+                  "no saving at the chosen folding")
+    out = {"mode": mode, "applied": applied, "reason": reason, **dd.as_dict(),
+           "with": fw, "without": fo}
+    figs = "".join(f"; {k}: {v['bound_cycles']} cycles/frame, {v['lut']} LUT4, "
+                   f"{v['ebr']} EBR" for k, v in (("with", fw), ("without", fo)) if v)
+    out["summary"] = (f"dedup ({mode}): {len(dd.removed)} dead channel(s) folded, "
+                      f"{len(dd.kept)} kept; {'applied' if applied else 'not applied'} "
+                      f"({reason}){figs}")
+    return out
+
 
 def _read_from_dir(from_dir, model, folding_opts: dict):
     """(ir, ck, plan, verilog text) of a build folder (``--from DIR``)."""
@@ -222,7 +271,8 @@ def run_build(model, board, out_dir, **kwargs) -> dict:
 def _run_build(model, board, out_dir, *, folding=None, target_cycles=None, target_fps=None,
                clock_mhz=None, max_luts=None, from_dir=None, self_test=None, dataset=None,
                split="test", data_dir=None, seed=1, baud=None, allow_timing_fail=False,
-               per_module=True, plot=True, gate_sim=0, dry_run=False, progress=_log) -> dict:
+               per_module=True, plot=True, gate_sim=0, dry_run=False, dedup="auto",
+               progress=_log) -> dict:
     """Build a bitstream of ``model`` (checkpoint/IR path, or a NetworkIR) for ``board``
     into ``out_dir`` and return the report's summary (DESIGN.md 3b keys ``board``,
     ``device``, ``lut``, ``ff``, ``ebr``, ``spram``, ``fmax_mhz``, ``clock_mhz``,
@@ -231,6 +281,7 @@ def _run_build(model, board, out_dir, *, folding=None, target_cycles=None, targe
     path or its JSON object; ``self_test`` a number of images (None: UART shell).
     ``dry_run``: stop after the board's build plan (``Platform.build(do_build=False)``,
     extracted to ``out_dir/build``; no tools run, synthesised figures are None).
+    ``dedup``: "auto", "on" or "off" (:func:`_dedup_report`; ignored with ``from_dir``).
     Raises :class:`BnnhwError` with a message naming the stage that failed."""
     from ..boards.build import build_bitstream, check_tools
     from ..boards.clock import plan_clock
@@ -294,6 +345,7 @@ def _run_build(model, board, out_dir, *, folding=None, target_cycles=None, targe
         from ..dataflow import build_design, load_folding_file
         from ..dataflow.fit import estimate_fit, fold_further_hint, plan_for_board
         kw = dict(shell=shell, selftest_count=self_test or 0)
+        dd_report = None
         if from_plan is not None:
             design = build_design(ir, from_plan)
             plan, fit = from_plan, estimate_fit(design, b, **kw)
@@ -306,10 +358,36 @@ def _run_build(model, board, out_dir, *, folding=None, target_cycles=None, targe
             if isinstance(folding, (str, os.PathLike)):
                 fsrc = os.fspath(folding)
                 fdata = load_folding_file(fsrc)
-            plan, design, fit = plan_for_board(
-                ir, b, folding=fdata, folding_source=fsrc, target_cycles=target_cycles,
-                target_fps=target_fps, clock_mhz=clock.mhz, max_luts=max_luts,
-                progress=progress, **kw)
+
+            def plan_ir(the_ir, quiet=False):
+                return plan_for_board(
+                    the_ir, b, folding=fdata, folding_source=fsrc,
+                    target_cycles=target_cycles, target_fps=target_fps,
+                    clock_mhz=clock.mhz, max_luts=max_luts,
+                    progress=None if quiet else progress, **kw)
+
+            if dedup == "off":
+                plan, design, fit = plan_ir(ir)
+            else:
+                from ..passes import fold_dead_channels
+                dd = fold_dead_channels(ir)
+                if not dd.changed:
+                    plan, design, fit = plan_ir(ir)
+                    dd_report = _dedup_report(dd, dedup, None, None)
+                elif dedup == "on":
+                    with_ = plan_ir(dd.ir)
+                    dd_report = _dedup_report(dd, dedup, with_, _try_plan(plan_ir, ir))
+                    ir, (plan, design, fit) = dd.ir, with_
+                else:
+                    without = plan_ir(ir)
+                    with_ = _try_plan(plan_ir, dd.ir)
+                    dd_report = _dedup_report(dd, dedup, with_, without)
+                    if dd_report["applied"]:
+                        ir, (plan, design, fit) = dd.ir, with_
+                    else:
+                        plan, design, fit = without
+            if dd_report is not None:
+                progress(dd_report["summary"])
     seconds["plan"] = time.monotonic() - t0
     progress(f"plan ({plan.mode}): bound {plan.bound_cycles} cycles/frame (bottleneck "
              f"{plan.bottleneck}); estimated {fit.lut} LUT4 / {fit.lut_capacity}, "
@@ -371,6 +449,9 @@ def _run_build(model, board, out_dir, *, folding=None, target_cycles=None, targe
                                                                  "top.netlist.v"),
                        build_plan=os.path.join(out_dir, "build")),
             seconds=seconds)
+        report["dedup"] = dd_report
+        if dd_report is not None and (dd_report["removed"] or dd_report["kept"]):
+            report.setdefault("notes", []).append(dd_report["summary"])
     if gate_sim:
         t1 = time.monotonic()
         with _stage("gate-sim", out_dir):
